@@ -1,0 +1,1 @@
+//! UKI parsing, PCR prediction and Secure Boot key handling.
