@@ -1,0 +1,4 @@
+//! Agent of the secure AI appliance: platform detection, the initrd steps
+//! and the local API.
+
+pub mod rootfs;
