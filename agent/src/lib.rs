@@ -1,4 +1,5 @@
 //! Agent of the secure AI appliance: platform detection, the initrd steps
 //! and the local API.
 
+pub mod detect;
 pub mod rootfs;
