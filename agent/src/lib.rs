@@ -1,5 +1,9 @@
 //! Agent of the secure AI appliance: platform detection, the initrd steps
 //! and the local API.
 
+pub mod cli;
+pub mod collect;
 pub mod detect;
+pub mod detect_command;
+pub mod logging;
 pub mod rootfs;

@@ -1,1 +1,22 @@
-fn main() {}
+use std::process::ExitCode;
+
+use appliance_agent::cli::{Cli, Command};
+use appliance_agent::{detect_command, logging};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init();
+
+    let result = match &cli.command {
+        Command::Detect(args) => detect_command::run(args),
+    };
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("appliance-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

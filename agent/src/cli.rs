@@ -1,0 +1,83 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::detect::CpuidInfo;
+use crate::rootfs::{FsOverrides, RootFs};
+
+/// Agent of the secure AI appliance.
+#[derive(Debug, Parser)]
+#[command(name = "appliance-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect the hypervisor, container manager and GPU passthrough, and print the result.
+    Detect(DetectArgs),
+}
+
+/// Source of the files and CPUID values that the probes read.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Directory that every probe reads as `/`, such as the root/
+    /// folder of a collected bundle.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// JSON file with CPUID values to use instead of querying the CPU.
+    #[arg(long, value_name = "FILE")]
+    pub cpuid: Option<PathBuf>,
+
+    /// JSON file listing paths under --root that must read as absent or
+    /// unreadable (EACCES).
+    #[arg(long, value_name = "FILE", requires = "root")]
+    pub fs_overrides: Option<PathBuf>,
+}
+
+impl ProbeArgs {
+    /// Builds the filesystem view the probes read through.
+    pub fn root_fs(&self) -> anyhow::Result<RootFs> {
+        let Some(root) = &self.root else {
+            return Ok(RootFs::host());
+        };
+        if !root.is_dir() {
+            anyhow::bail!(
+                "--root {} is not a directory. Pass the root/ folder of a collected bundle",
+                root.display()
+            );
+        }
+        let overrides = match &self.fs_overrides {
+            Some(path) => FsOverrides::load(path)?,
+            None => FsOverrides::default(),
+        };
+        Ok(RootFs::new(root.clone(), overrides))
+    }
+
+    /// Returns the CPUID values from --cpuid, or from the CPU.
+    pub fn cpuid(&self) -> anyhow::Result<CpuidInfo> {
+        match &self.cpuid {
+            Some(path) => CpuidInfo::load(path),
+            None => Ok(CpuidInfo::from_host()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Print the full result as JSON instead of a short summary.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// Also write a replayable support bundle of every file the probes read
+    /// into this new or empty directory.
+    #[arg(long, value_name = "DIR")]
+    pub collect: Option<PathBuf>,
+}
