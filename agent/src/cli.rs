@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Detect the hypervisor, container manager and GPU passthrough, and print the result.
     Detect(DetectArgs),
+    /// Run the initrd steps before switch-root and record the platform for `serve`.
+    Early(EarlyArgs),
 }
 
 /// Source of the files and CPUID values that the probes read.
@@ -80,4 +82,14 @@ pub struct DetectArgs {
     /// into this new or empty directory.
     #[arg(long, value_name = "DIR")]
     pub collect: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EarlyArgs {
+    /// Directory for the platform.json that `serve` reads after switch-root.
+    #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
+    pub state_dir: PathBuf,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }

@@ -5,5 +5,7 @@ pub mod cli;
 pub mod collect;
 pub mod detect;
 pub mod detect_command;
+pub mod early;
 pub mod logging;
+pub mod platform;
 pub mod rootfs;

@@ -1,0 +1,170 @@
+//! `early`: the steps that run in the initrd before switch-root.
+//!
+//! Each step is a named function so the boot log shows which one ran, was
+//! skipped or failed. Platform detection never stops the boot, because the
+//! appliance must stay reachable to show what went wrong. Failing to record
+//! the platform is an error, because `serve` would then run without the
+//! initrd's view of the platform.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
+
+use crate::cli::EarlyArgs;
+use crate::detect::{self, Detection};
+use crate::platform::{self, PlatformState, FORMAT_VERSION};
+
+/// Prefix of the line that boot tests look for on the serial console.
+pub const CONSOLE_PREFIX: &str = "appliance-agent early: platform ";
+
+/// Outcome of one step.
+#[derive(Debug, PartialEq, Eq)]
+enum StepOutcome {
+    Done,
+    Skipped(&'static str),
+}
+
+/// Runs every step in order.
+pub fn run(args: &EarlyArgs) -> anyhow::Result<()> {
+    info!(state_dir = %args.state_dir.display(), "early boot steps started");
+
+    run_step("verify_measurements", verify_measurements)?;
+    run_step("unseal_vault", unseal_vault)?;
+    run_step("detect_platform", || detect_platform(args))?;
+    run_step("strip_clipboard_agents", strip_clipboard_agents)?;
+
+    info!("early boot steps finished");
+    Ok(())
+}
+
+fn run_step(name: &str, step: impl FnOnce() -> anyhow::Result<StepOutcome>) -> anyhow::Result<()> {
+    info!(step = name, "step started");
+    match step() {
+        Ok(StepOutcome::Done) => info!(step = name, "step finished"),
+        Ok(StepOutcome::Skipped(reason)) => warn!(step = name, reason, "step skipped"),
+        Err(err) => {
+            tracing::error!(step = name, error = %format!("{err:#}"), "step failed");
+            return Err(err.context(format!("early boot step {name} failed")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the TPM event log against the expected PCR values.
+fn verify_measurements() -> anyhow::Result<StepOutcome> {
+    // TODO: compare the TPM event log with the signed PCR policy once the
+    // TPM code exists. Until then the boot is not verified here.
+    Ok(StepOutcome::Skipped(
+        "measurement verification is not implemented yet",
+    ))
+}
+
+/// Unseals the vault key from the TPM and opens the LUKS volume.
+fn unseal_vault() -> anyhow::Result<StepOutcome> {
+    // TODO: unseal the LUKS key with the TPM policy once the TPM code exists.
+    Ok(StepOutcome::Skipped(
+        "vault unsealing is not implemented yet",
+    ))
+}
+
+/// Stops clipboard-sharing agents such as spice-vdagent in a VM.
+fn strip_clipboard_agents() -> anyhow::Result<StepOutcome> {
+    // TODO: disable clipboard-sharing agents in VMs. Until then the security
+    // notice asks the user to turn clipboard sharing off in the hypervisor.
+    Ok(StepOutcome::Skipped(
+        "clipboard agent removal is not implemented yet",
+    ))
+}
+
+/// Runs detection, logs what it found, prints the console line and writes
+/// the platform state.
+fn detect_platform(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
+    let detection = match detect(args) {
+        Ok(detection) => Some(detection),
+        Err(err) => {
+            // Only invalid --root, --cpuid or --fs-overrides options end up
+            // here. The boot goes on and `serve` detects again.
+            tracing::error!(error = %format!("{err:#}"), "platform detection failed, boot continues");
+            None
+        }
+    };
+    let Some(detection) = detection else {
+        print_line(&format!("{CONSOLE_PREFIX}detection failed"));
+        return Ok(StepOutcome::Skipped("platform detection failed"));
+    };
+
+    log_detection(&detection);
+    print_line(&console_line(&detection));
+
+    let state = PlatformState {
+        format_version: FORMAT_VERSION,
+        detected_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
+        detection,
+    };
+    let path = platform::write(&args.state_dir, &state)?;
+    info!(path = %path.display(), "platform state written");
+    Ok(StepOutcome::Done)
+}
+
+fn detect(args: &EarlyArgs) -> anyhow::Result<Detection> {
+    let fs = args.probe.root_fs()?;
+    let cpuid = args.probe.cpuid()?;
+    Ok(detect::run(&fs, &cpuid))
+}
+
+/// Logs the hypervisor and GPU findings and every file that was skipped.
+pub fn log_detection(detection: &Detection) {
+    info!(
+        vm = %detection.vm,
+        container = %detection.container,
+        is_virtualized = detection.is_virtualized,
+        "virtualization detected"
+    );
+    for evidence in &detection.evidence {
+        info!(
+            probe = %evidence.probe,
+            source = %evidence.source,
+            observed = %evidence.observed,
+            conclusion = %evidence.conclusion,
+            "detection evidence"
+        );
+    }
+    for error in &detection.read_errors {
+        warn!(probe = %error.probe, path = %error.path, error = %error.error, "file skipped by detection");
+    }
+
+    let gpu = &detection.gpu;
+    info!(
+        gpus = ?gpu.gpus,
+        passthrough_gpus = ?gpu.passthrough_gpus,
+        usable_gpus = ?gpu.usable_gpus,
+        unbound_gpus = ?gpu.unbound_gpus,
+        emulated_display_devices = ?gpu.emulated_display_devices,
+        "GPUs detected"
+    );
+}
+
+/// Returns the line for the serial console, without the newline.
+pub fn console_line(detection: &Detection) -> String {
+    format!(
+        "{CONSOLE_PREFIX}is_vm={} hypervisor={} gpu_passthrough={}",
+        detection.is_vm(),
+        detection.vm,
+        detection.gpu_passthrough_usable()
+    )
+}
+
+fn print_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // The line is for boot tests only, so a closed stdout is not an error.
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        warn!("failed to print the platform line to stdout");
+    }
+}
