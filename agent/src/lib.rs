@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod config;
 pub mod detect;
 pub mod detect_command;
 pub mod early;

@@ -1,0 +1,169 @@
+//! Configuration of `serve`: the YAML file and the `appliance.listen`
+//! systemd credential.
+
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Name of the systemd credential with extra listen addresses. The unit
+/// imports it with `ImportCredential=`, and systemd only takes such
+/// credentials from SMBIOS when it runs in a VM.
+pub const LISTEN_CREDENTIAL: &str = "appliance.listen";
+
+/// Port of the default listen address.
+pub const DEFAULT_PORT: u16 = 8480;
+
+/// Contents of `appliance.yaml`. Every key is optional.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Socket addresses the API listens on.
+    pub listen: Vec<SocketAddr>,
+    pub vm: VmConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))],
+            vm: VmConfig::default(),
+        }
+    }
+}
+
+/// Settings that only apply inside a VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmConfig {
+    /// Use a GPU passed through to the VM. Off by default, because the host
+    /// can read GPU memory through DMA.
+    pub gpu_passthrough: bool,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read the configuration file {path}: {source}. Check its permissions, or remove it to use the defaults")]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error("invalid configuration file {path}: {message}. {fix}")]
+    Invalid {
+        path: PathBuf,
+        message: String,
+        fix: String,
+    },
+}
+
+/// Loads the configuration. A missing file gives the defaults.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    parse(path, &text)
+}
+
+/// Parses configuration text. `path` only names the file in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    // A file with only comments, or only `null`, is an empty document,
+    // which means the defaults.
+    let is_empty_document = text
+        .lines()
+        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'));
+    let is_null_document = matches!(serde_norway::from_str(text), Ok(serde_norway::Value::Null));
+    if is_empty_document || is_null_document {
+        return Ok(Config::default());
+    }
+
+    let config: Config = serde_norway::from_str(text).map_err(|err| {
+        let message = err.to_string();
+        let fix = fix_for(&message);
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+            fix,
+        }
+    })?;
+
+    if config.listen.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            message: "listen: the list is empty".to_owned(),
+            fix: format!(
+                "Add at least one address, such as listen: [\"127.0.0.1:{DEFAULT_PORT}\"]"
+            ),
+        });
+    }
+    Ok(config)
+}
+
+/// Picks the advice for a parse error. serde_norway starts the message with
+/// the path of the offending field, such as `vm.gpu_passthrough: ...`.
+fn fix_for(message: &str) -> String {
+    if message.contains("unknown field") {
+        "Remove the key or fix its spelling. Allowed keys are listen, vm and vm.gpu_passthrough"
+            .to_owned()
+    } else if message.starts_with("vm.gpu_passthrough") {
+        "Set vm.gpu_passthrough to true or false".to_owned()
+    } else if message.starts_with("listen") {
+        format!("Set listen to a list of IP:port socket addresses, such as [\"127.0.0.1:{DEFAULT_PORT}\"]")
+    } else if message.starts_with("vm") {
+        "Set vm to a mapping, such as vm: { gpu_passthrough: false }".to_owned()
+    } else if message.starts_with("invalid type") {
+        format!("Write a YAML mapping with the keys listen and vm, such as listen: [\"127.0.0.1:{DEFAULT_PORT}\"]")
+    } else {
+        "Fix the YAML syntax at the line and column shown".to_owned()
+    }
+}
+
+/// A listen-address credential that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("failed to read the credential {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error("invalid socket address {token:?} in the credential {path}. Use IP:port entries separated by commas or spaces, such as 127.0.0.1:8480,[::1]:8480")]
+    InvalidAddress { path: PathBuf, token: String },
+}
+
+/// Reads extra listen addresses from the `appliance.listen` credential in
+/// `credentials_dir` (`$CREDENTIALS_DIRECTORY`). A missing credential gives
+/// an empty list.
+pub fn listen_credential(credentials_dir: &Path) -> Result<Vec<SocketAddr>, CredentialError> {
+    let path = credentials_dir.join(LISTEN_CREDENTIAL);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CredentialError::Read { path, source }),
+    };
+    parse_address_list(&text).map_err(|token| CredentialError::InvalidAddress { path, token })
+}
+
+/// Parses comma- or whitespace-separated socket addresses. Returns the
+/// first invalid entry as the error.
+pub fn parse_address_list(text: &str) -> Result<Vec<SocketAddr>, String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|token| !token.is_empty())
+        .map(|token| token.parse::<SocketAddr>().map_err(|_| token.to_owned()))
+        .collect()
+}
+
+/// Joins the configured and credential addresses, dropping duplicates.
+pub fn merge_listen(configured: &[SocketAddr], extra: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut merged: Vec<SocketAddr> = Vec::with_capacity(configured.len() + extra.len());
+    for address in configured.iter().chain(extra) {
+        if !merged.contains(address) {
+            merged.push(*address);
+        }
+    }
+    merged
+}
