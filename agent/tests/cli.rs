@@ -1,0 +1,283 @@
+//! The `detect` and `early` commands, run as the real binary on fixtures.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use support::fixture;
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_appliance-agent"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run appliance-agent")
+}
+
+fn stdout_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Returns the probe options that replay a fixture folder.
+fn probe_args(dir: &Path) -> Vec<String> {
+    let mut args = vec![
+        "--root".to_owned(),
+        dir.join("root").display().to_string(),
+        "--cpuid".to_owned(),
+        dir.join("cpuid.json").display().to_string(),
+    ];
+    let overrides = dir.join("fs_overrides.json");
+    if overrides.exists() {
+        args.push("--fs-overrides".to_owned());
+        args.push(overrides.display().to_string());
+    }
+    args
+}
+
+fn run_with_probe_args(command: &[&str], dir: &Path) -> Output {
+    let probe = probe_args(dir);
+    let mut args: Vec<&str> = command.to_vec();
+    args.extend(probe.iter().map(String::as_str));
+    agent(&args)
+}
+
+fn string_set(value: &Value) -> Vec<String> {
+    let mut items: Vec<String> = value
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|item| item.as_str().expect("string").to_owned())
+        .collect();
+    items.sort();
+    items
+}
+
+#[test]
+fn detect_json_reports_passthrough() {
+    let output = run_with_probe_args(
+        &["detect", "--json"],
+        &fixture("cases/a08-gpu-passthrough-in-kvm-guest"),
+    );
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["vm"], "kvm");
+    assert_eq!(report["container"], "none");
+    assert_eq!(report["is_virtualized"], true);
+    assert!(report["evidence"].is_array());
+    assert_eq!(
+        string_set(&report["gpu"]["passthrough_gpus"]),
+        ["0000:06:00.0", "0000:07:00.0", "0000:08:00.0"]
+    );
+}
+
+#[test]
+fn detect_text_summary() {
+    let output = run_with_probe_args(
+        &["detect"],
+        &fixture("cases/a02-parallels-exposing-kvm-cpuid"),
+    );
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let text = stdout_text(&output);
+    assert!(text.contains("vm: parallels\n"), "{text}");
+    assert!(text.contains("container: none\n"), "{text}");
+}
+
+#[test]
+fn detect_rejects_missing_root() {
+    let output = agent(&["detect", "--root", "/nonexistent/appliance-root"]);
+
+    assert!(!output.status.success());
+    let message = stderr_text(&output);
+    assert!(message.contains("/nonexistent/appliance-root"), "{message}");
+    assert!(message.contains("not a directory"), "{message}");
+}
+
+#[test]
+fn detect_rejects_invalid_cpuid_file() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let cpuid = dir.path().join("cpuid.json");
+    fs::write(&cpuid, "{\"arch\": 64}").expect("write cpuid.json");
+
+    let output = agent(&["detect", "--cpuid", &cpuid.display().to_string()]);
+
+    assert!(!output.status.success());
+    let message = stderr_text(&output);
+    assert!(message.contains("invalid CPUID file"), "{message}");
+    assert!(message.contains(&cpuid.display().to_string()), "{message}");
+}
+
+#[test]
+fn collected_bundle_replays_same_result() {
+    let case = fixture("cases/a05-ec2-metal-unprivileged");
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let bundle = scratch.path().join("bundle");
+    let bundle_arg = bundle.display().to_string();
+
+    let collected = run_with_probe_args(&["detect", "--json", "--collect", &bundle_arg], &case);
+    assert!(collected.status.success(), "{}", stderr_text(&collected));
+
+    let product_name =
+        fs::read_to_string(bundle.join("root/sys/class/dmi/id/product_name")).expect("copied file");
+    assert_eq!(product_name.trim(), "c7i.metal-24xl");
+    let overrides: Value = serde_json::from_str(
+        &fs::read_to_string(bundle.join("fs_overrides.json")).expect("read overrides"),
+    )
+    .expect("valid overrides");
+    assert!(string_set(&overrides["unreadable"])
+        .contains(&"/sys/firmware/dmi/entries/0-0/raw".to_owned()));
+    assert!(string_set(&overrides["absent"]).contains(&"/proc/xen".to_owned()));
+    assert!(!bundle
+        .join("root/sys/firmware/dmi/entries/0-0/raw")
+        .exists());
+
+    let replayed = run_with_probe_args(&["detect", "--json"], &bundle);
+    assert!(replayed.status.success(), "{}", stderr_text(&replayed));
+    let original: Value = serde_json::from_slice(&collected.stdout).expect("JSON");
+    let replay: Value = serde_json::from_slice(&replayed.stdout).expect("JSON");
+    assert_eq!(replay, original);
+    assert_eq!(replay["vm"], "none");
+}
+
+#[test]
+fn collected_bundle_keeps_driver_links() {
+    let case = fixture("vm/kvm-gpu-passthrough");
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let bundle = scratch.path().join("bundle");
+
+    let collected = run_with_probe_args(
+        &[
+            "detect",
+            "--json",
+            "--collect",
+            &bundle.display().to_string(),
+        ],
+        &case,
+    );
+    assert!(collected.status.success(), "{}", stderr_text(&collected));
+
+    let replayed = run_with_probe_args(&["detect", "--json"], &bundle);
+    let replay: Value = serde_json::from_slice(&replayed.stdout).expect("JSON");
+    assert_eq!(string_set(&replay["gpu"]["usable_gpus"]), ["0000:01:00.0"]);
+    assert_eq!(string_set(&replay["gpu"]["unbound_gpus"]), ["0000:02:00.0"]);
+}
+
+#[test]
+fn collect_rejects_non_empty_directory() {
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    fs::write(scratch.path().join("notes.txt"), "keep").expect("write file");
+
+    let output = run_with_probe_args(
+        &["detect", "--collect", &scratch.path().display().to_string()],
+        &fixture("vm/kvm-q35"),
+    );
+
+    assert!(!output.status.success());
+    let message = stderr_text(&output);
+    assert!(message.contains("is not empty"), "{message}");
+}
+
+#[test]
+fn early_prints_console_line() {
+    let state = tempfile::tempdir().expect("create temp dir");
+    let state_arg = state.path().display().to_string();
+
+    let output = run_with_probe_args(
+        &["early", "--state-dir", &state_arg],
+        &fixture("vm/kvm-gpu-passthrough"),
+    );
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    assert_eq!(
+        stdout_text(&output),
+        "appliance-agent early: platform is_vm=true hypervisor=kvm gpu_passthrough=true\n"
+    );
+    let written: Value = serde_json::from_str(
+        &fs::read_to_string(state.path().join("platform.json")).expect("platform.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(written["format_version"], 1);
+    assert_eq!(written["detection"]["vm"], "kvm");
+}
+
+#[test]
+fn early_logs_skipped_steps() {
+    let state = tempfile::tempdir().expect("create temp dir");
+
+    let output = run_with_probe_args(
+        &["early", "--state-dir", &state.path().display().to_string()],
+        &fixture("vm/bare-metal-server"),
+    );
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    assert_eq!(
+        stdout_text(&output),
+        "appliance-agent early: platform is_vm=false hypervisor=none gpu_passthrough=false\n"
+    );
+    let log = stderr_text(&output);
+    for step in [
+        "verify_measurements",
+        "unseal_vault",
+        "strip_clipboard_agents",
+    ] {
+        assert!(
+            log.contains(&format!("step skipped step=\"{step}\"")),
+            "{step}: {log}"
+        );
+    }
+    assert!(
+        log.contains("step finished step=\"detect_platform\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn early_continues_after_detection_failure() {
+    let state = tempfile::tempdir().expect("create temp dir");
+
+    let output = agent(&[
+        "early",
+        "--state-dir",
+        &state.path().display().to_string(),
+        "--cpuid",
+        "/nonexistent/cpuid.json",
+    ]);
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    assert_eq!(
+        stdout_text(&output),
+        "appliance-agent early: platform detection failed\n"
+    );
+    assert!(stderr_text(&output).contains("/nonexistent/cpuid.json"));
+}
+
+#[test]
+fn early_fails_when_state_unwritable() {
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let blocker = scratch.path().join("not-a-directory");
+    fs::write(&blocker, "").expect("write file");
+    // A directory below a regular file cannot be created, even by root.
+    let state_dir = blocker.join("appliance");
+
+    let output = run_with_probe_args(
+        &["early", "--state-dir", &state_dir.display().to_string()],
+        &fixture("vm/kvm-q35"),
+    );
+
+    assert!(!output.status.success());
+    let message = stderr_text(&output);
+    assert!(
+        message.contains(&state_dir.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("--state-dir"), "{message}");
+}
