@@ -21,6 +21,8 @@ pub enum Command {
     Detect(DetectArgs),
     /// Run the initrd steps before switch-root and record the platform for `serve`.
     Early(EarlyArgs),
+    /// Serve the local API.
+    Serve(ServeArgs),
 }
 
 /// Source of the files and CPUID values that the probes read.
@@ -92,4 +94,19 @@ pub struct EarlyArgs {
 
     #[command(flatten)]
     pub probe: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file. A missing file means the defaults.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/appliance/appliance.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// Directory holding the platform.json that `early` wrote.
+    #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
+    pub state_dir: PathBuf,
 }

@@ -1,6 +1,7 @@
 //! Agent of the secure AI appliance: platform detection, the initrd steps
 //! and the local API.
 
+pub mod api;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -10,3 +11,4 @@ pub mod early;
 pub mod logging;
 pub mod platform;
 pub mod rootfs;
+pub mod serve;

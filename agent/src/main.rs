@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use appliance_agent::cli::{Cli, Command};
-use appliance_agent::{detect_command, early, logging};
+use appliance_agent::{detect_command, early, logging, serve};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Detect(args) => detect_command::run(args),
         Command::Early(args) => early::run(args),
+        Command::Serve(args) => serve::run(args),
     };
 
     match result {

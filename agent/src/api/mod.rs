@@ -1,0 +1,63 @@
+//! Local HTTP API.
+
+pub mod vm_status;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::detect::Detection;
+
+/// Data the handlers read. It does not change while the server runs.
+pub struct ApiState {
+    pub detection: Detection,
+    pub config: Config,
+}
+
+/// Builds the router with every route of the API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/vm/status", get(vm_status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
+    Json(vm_status::build(&state.detection, &state.config))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed for {}", uri.path()),
+    )
+}
+
+fn error_response(status: StatusCode, message: String) -> Response {
+    let body = json!({
+        "error": {
+            "status": status.as_u16(),
+            "message": message,
+        }
+    });
+    (status, Json(body)).into_response()
+}

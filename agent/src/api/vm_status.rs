@@ -1,0 +1,112 @@
+//! Response of `GET /api/vm/status`: where the appliance runs and what that
+//! means for the confidentiality of its data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::detect::{Container, Detection};
+
+/// Body of `GET /api/vm/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmStatus {
+    /// True when a hypervisor was detected.
+    pub is_vm: bool,
+    /// Hypervisor identifier as `systemd-detect-virt` prints it, `vm-other`
+    /// for an unnamed one, and `none` on bare metal.
+    pub hypervisor: String,
+    /// True when a GPU passed through to this VM has a driver bound.
+    /// Always false on bare metal.
+    pub gpu_passthrough: bool,
+    /// Whether GPU work is allowed. In a VM this is `vm.gpu_passthrough`
+    /// from the configuration. On bare metal the setting does not apply, and
+    /// this is true when a GPU with a driver is present, because the GPU is
+    /// then used.
+    pub vm_gpu_enabled: bool,
+    pub security_notice: SecurityNotice,
+}
+
+/// Notice that the user interface shows next to the platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityNotice {
+    pub level: NoticeLevel,
+    pub title: String,
+    /// Full sentences, one risk or fact each.
+    pub details: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeLevel {
+    Info,
+    Warning,
+}
+
+const HOST_READS_MEMORY: &str = "The host OS and hypervisor can read all VM memory, so decrypted data in RAM is visible to the host even though LUKS encryption protects the data at rest.";
+const SNAPSHOTS: &str =
+    "VM snapshots may capture decrypted secrets if the vault is open when the snapshot is taken.";
+const CLIPBOARD: &str = "Disable clipboard sharing in the hypervisor, because clipboard agents may share data with the host.";
+const TIMING: &str = "Co-located VMs may observe timing patterns from inference.";
+const VIRTUAL_TPM: &str = "The TPM may be emulated by the hypervisor (vTPM), which gives weaker trust than a hardware TPM.";
+const GPU_DMA: &str =
+    "GPU memory is visible to the host through DMA, because a GPU is passed through to this VM.";
+const BARE_METAL: &str = "The appliance runs on bare metal with full hardware isolation, so no hypervisor can read its memory.";
+
+/// Builds the response from the detection result and the configuration.
+pub fn build(detection: &Detection, config: &Config) -> VmStatus {
+    let is_vm = detection.is_vm();
+    let vm_gpu_enabled = if is_vm {
+        config.vm.gpu_passthrough
+    } else {
+        !detection.gpu.usable_gpus.is_empty()
+    };
+
+    VmStatus {
+        is_vm,
+        hypervisor: detection.vm.as_str().to_owned(),
+        gpu_passthrough: detection.gpu_passthrough_usable(),
+        vm_gpu_enabled,
+        security_notice: notice(detection),
+    }
+}
+
+fn notice(detection: &Detection) -> SecurityNotice {
+    if detection.is_vm() {
+        let mut details: Vec<String> =
+            [HOST_READS_MEMORY, SNAPSHOTS, CLIPBOARD, TIMING, VIRTUAL_TPM]
+                .map(str::to_owned)
+                .to_vec();
+        if !detection.gpu.passthrough_gpus.is_empty() {
+            details.push(GPU_DMA.to_owned());
+        }
+        if detection.container != Container::None {
+            details.push(container_sentence(detection.container));
+        }
+        return SecurityNotice {
+            level: NoticeLevel::Warning,
+            title: format!("Running in a Virtual Machine ({})", detection.vm),
+            details,
+        };
+    }
+
+    if detection.container != Container::None {
+        return SecurityNotice {
+            level: NoticeLevel::Warning,
+            title: format!("Running in a container ({})", detection.container),
+            details: vec![container_sentence(detection.container)],
+        };
+    }
+
+    SecurityNotice {
+        level: NoticeLevel::Info,
+        title: "Running on bare metal".to_owned(),
+        details: vec![BARE_METAL.to_owned()],
+    }
+}
+
+fn container_sentence(container: Container) -> String {
+    format!(
+        "The appliance runs inside a {container} container, so the container host can read its memory and files."
+    )
+}

@@ -1,0 +1,204 @@
+//! `serve`: the local API server that runs after switch-root.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::api::{self, ApiState};
+use crate::cli::ServeArgs;
+use crate::config;
+use crate::detect::{self, CpuidInfo, Detection};
+use crate::rootfs::RootFs;
+use crate::{early, platform};
+
+/// Time that open connections get to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config)?;
+    if args.config.exists() {
+        info!(path = %args.config.display(), "configuration loaded");
+    } else {
+        info!(path = %args.config.display(), "configuration file not found, using the defaults");
+    }
+
+    let addresses = config::merge_listen(&config.listen, &credential_addresses());
+    let detection = load_detection(&args.state_dir);
+
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in &addresses {
+        listeners.push(bind(*address, &args.config).await?);
+    }
+    let bound: Vec<String> = listeners
+        .iter()
+        .filter_map(|listener| listener.local_addr().ok())
+        .map(|address| address.to_string())
+        .collect();
+
+    let router = api::router(Arc::new(ApiState { detection, config }));
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    for listener in listeners {
+        let mut stop = stop_receiver.clone();
+        let server = axum::serve(listener, router.clone()).with_graceful_shutdown(async move {
+            // An error means the sender is gone, which also means stop.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        servers.spawn(async move { server.await });
+    }
+
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("Serving the API on {}", bound.join(", "))),
+    ]);
+    info!(addresses = %bound.join(", "), "API server started");
+
+    let result = wait_for_stop(&mut servers).await;
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
+    // The receivers only fail to get this when every server already ended.
+    let _ = stop_sender.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain(&mut servers))
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "connections still open after the grace period, closing them"
+        );
+        servers.abort_all();
+    }
+    info!("API server stopped");
+    result
+}
+
+/// Waits for SIGTERM or SIGINT, or for a server to end by itself, which is
+/// an error.
+async fn wait_for_stop(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+
+    tokio::select! {
+        _ = terminate.recv() => {
+            info!(signal = "SIGTERM", "stop requested");
+            Ok(())
+        }
+        _ = interrupt.recv() => {
+            info!(signal = "SIGINT", "stop requested");
+            Ok(())
+        }
+        Some(ended) = servers.join_next() => {
+            let reason = match ended {
+                Ok(Ok(())) => "ended without a stop signal".to_owned(),
+                Ok(Err(err)) => err.to_string(),
+                Err(err) => err.to_string(),
+            };
+            error!(error = %reason, "an API listener failed");
+            anyhow::bail!("an API listener failed: {reason}")
+        }
+    }
+}
+
+async fn drain(servers: &mut JoinSet<std::io::Result<()>>) {
+    while let Some(ended) = servers.join_next().await {
+        match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => error!(error = %err, "API listener ended with an error"),
+            Err(err) => error!(error = %err, "API listener task failed"),
+        }
+    }
+}
+
+async fn bind(address: SocketAddr, config_path: &Path) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "failed to listen on {address}. Stop the process that uses it, or change `listen` in {} \
+             or the {} credential",
+            config_path.display(),
+            config::LISTEN_CREDENTIAL
+        )
+    })?;
+    let local = listener.local_addr().unwrap_or(address);
+    if !local.ip().is_loopback() {
+        warn!(
+            address = %local,
+            "listening on a non-loopback address: the API has no authentication and is reachable from the network"
+        );
+    }
+    info!(address = %local, "listening");
+    Ok(listener)
+}
+
+/// Reads extra listen addresses from the systemd credential. An invalid
+/// credential is logged and ignored as a whole, so the API stays on the
+/// configured addresses.
+fn credential_addresses() -> Vec<SocketAddr> {
+    let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+        return Vec::new();
+    };
+    match config::listen_credential(Path::new(&directory)) {
+        Ok(addresses) => {
+            if !addresses.is_empty() {
+                info!(
+                    credential = config::LISTEN_CREDENTIAL,
+                    count = addresses.len(),
+                    "listen addresses added from the credential"
+                );
+            }
+            addresses
+        }
+        Err(err) => {
+            error!(error = %err, "ignoring the listen credential");
+            Vec::new()
+        }
+    }
+}
+
+/// Uses the platform state from `early`, or runs detection when that state
+/// is missing or invalid.
+fn load_detection(state_dir: &Path) -> Detection {
+    match platform::read(state_dir) {
+        Ok(state) => {
+            info!(
+                path = %platform::platform_file(state_dir).display(),
+                detected_at = state.detected_at,
+                vm = %state.detection.vm,
+                "platform state from early boot loaded"
+            );
+            state.detection
+        }
+        Err(err) => {
+            warn!(error = %format!("{err:#}"), "platform state from early boot unavailable, running detection now");
+            let detection = detect::run(&RootFs::host(), &CpuidInfo::from_host());
+            early::log_detection(&detection);
+            detection
+        }
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
+    if let Err(err) = sd_notify::notify(false, states) {
+        warn!(error = %err, "failed to notify systemd");
+    }
+}

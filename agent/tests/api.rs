@@ -1,0 +1,286 @@
+//! Routes of the local API, called in-process through the router.
+
+mod support;
+
+use std::sync::Arc;
+
+use appliance_agent::api::{self, ApiState};
+use appliance_agent::config::Config;
+use appliance_agent::detect::Detection;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+use tower::ServiceExt;
+
+use support::{detect_fixture, fixture};
+
+fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
+    let mut config = Config::default();
+    config.vm.gpu_passthrough = gpu_passthrough_config;
+    Arc::new(ApiState {
+        detection: detect_fixture(&fixture(relative)),
+        config,
+    })
+}
+
+async fn call(state: Arc<ApiState>, method: Method, path: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::empty())
+        .expect("valid request");
+    let response = api::router(state)
+        .oneshot(request)
+        .await
+        .expect("router response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/json", "{path}");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read body")
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+async fn vm_status(relative: &str, gpu_passthrough_config: bool) -> Map<String, Value> {
+    let (status, body) = call(
+        state(relative, gpu_passthrough_config),
+        Method::GET,
+        "/api/vm/status",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    body.as_object().expect("object body").clone()
+}
+
+fn keys(object: &Map<String, Value>) -> Vec<&str> {
+    let mut names: Vec<&str> = object.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names
+}
+
+fn notice_details(body: &Map<String, Value>) -> Vec<String> {
+    body["security_notice"]["details"]
+        .as_array()
+        .expect("details list")
+        .iter()
+        .map(|detail| detail.as_str().expect("detail string").to_owned())
+        .collect()
+}
+
+fn assert_shape(body: &Map<String, Value>) {
+    assert_eq!(
+        keys(body),
+        [
+            "gpu_passthrough",
+            "hypervisor",
+            "is_vm",
+            "security_notice",
+            "vm_gpu_enabled"
+        ]
+    );
+    assert!(body["is_vm"].is_boolean());
+    assert!(body["hypervisor"].is_string());
+    assert!(body["gpu_passthrough"].is_boolean());
+    assert!(body["vm_gpu_enabled"].is_boolean());
+
+    let notice = body["security_notice"].as_object().expect("notice object");
+    assert_eq!(keys(notice), ["details", "level", "title"]);
+    assert!(notice["level"].is_string());
+    assert!(notice["title"].is_string());
+    for detail in notice_details(body) {
+        assert!(detail.ends_with('.'), "not a full sentence: {detail}");
+        assert!(
+            detail.starts_with(|c: char| c.is_ascii_uppercase()),
+            "not a full sentence: {detail}"
+        );
+    }
+}
+
+fn has_detail(details: &[String], start: &str) -> bool {
+    details.iter().any(|detail| detail.starts_with(start))
+}
+
+#[tokio::test]
+async fn vm_status_kvm_with_passthrough() {
+    let body = vm_status("cases/a08-gpu-passthrough-in-kvm-guest", false).await;
+
+    assert_shape(&body);
+    assert_eq!(body["is_vm"], true);
+    assert_eq!(body["hypervisor"], "kvm");
+    assert_eq!(body["gpu_passthrough"], true);
+    assert_eq!(body["vm_gpu_enabled"], false);
+    assert_eq!(body["security_notice"]["level"], "warning");
+    assert_eq!(
+        body["security_notice"]["title"],
+        "Running in a Virtual Machine (kvm)"
+    );
+
+    let details = notice_details(&body);
+    assert!(
+        has_detail(
+            &details,
+            "The host OS and hypervisor can read all VM memory"
+        ),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("LUKS")),
+        "{details:?}"
+    );
+    assert!(
+        has_detail(&details, "VM snapshots may capture decrypted secrets"),
+        "{details:?}"
+    );
+    assert!(
+        has_detail(&details, "Disable clipboard sharing"),
+        "{details:?}"
+    );
+    assert!(
+        has_detail(&details, "Co-located VMs may observe timing patterns"),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("vTPM")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("DMA")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn vm_gpu_enabled_follows_config() {
+    let body = vm_status("cases/a08-gpu-passthrough-in-kvm-guest", true).await;
+
+    assert_eq!(body["vm_gpu_enabled"], true);
+    assert_eq!(body["gpu_passthrough"], true);
+}
+
+#[tokio::test]
+async fn vm_without_gpu_has_no_dma_notice() {
+    let body = vm_status("vm/kvm-q35", false).await;
+
+    assert_shape(&body);
+    assert_eq!(body["gpu_passthrough"], false);
+    let details = notice_details(&body);
+    assert_eq!(details.len(), 5, "{details:?}");
+    assert!(
+        !details.iter().any(|detail| detail.contains("DMA")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn unbound_passthrough_gpu_not_usable() {
+    let mut detection: Detection =
+        detect_fixture(&fixture("cases/a08-gpu-passthrough-in-kvm-guest"));
+    detection.gpu.usable_gpus.clear();
+    let state = Arc::new(ApiState {
+        detection,
+        config: Config::default(),
+    });
+
+    let (_, body) = call(state, Method::GET, "/api/vm/status").await;
+
+    assert_eq!(body["gpu_passthrough"], false);
+    // The GPU is still in the VM, so its memory is still visible to the host.
+    let details = body["security_notice"]["details"]
+        .as_array()
+        .expect("details");
+    assert!(details
+        .iter()
+        .any(|detail| detail.as_str().is_some_and(|text| text.contains("DMA"))));
+}
+
+#[tokio::test]
+async fn vm_status_bare_metal() {
+    let body = vm_status("vm/bare-metal-server", false).await;
+
+    assert_shape(&body);
+    assert_eq!(body["is_vm"], false);
+    assert_eq!(body["hypervisor"], "none");
+    assert_eq!(body["gpu_passthrough"], false);
+    // On bare metal the GPU is used, whatever the value of vm.gpu_passthrough.
+    assert_eq!(body["vm_gpu_enabled"], true);
+    assert_eq!(body["security_notice"]["level"], "info");
+    assert_eq!(body["security_notice"]["title"], "Running on bare metal");
+    let details = notice_details(&body);
+    assert_eq!(details.len(), 1);
+    assert!(
+        details[0].contains("bare metal with full hardware isolation"),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn bare_metal_without_gpu_disabled() {
+    let body = vm_status("cases/a05-ec2-metal-unprivileged", true).await;
+
+    assert_eq!(body["is_vm"], false);
+    assert_eq!(body["vm_gpu_enabled"], false);
+}
+
+#[tokio::test]
+async fn vm_status_unknown_hypervisor() {
+    let body = vm_status("vm/hypervisor-bit-only", false).await;
+
+    assert_shape(&body);
+    assert_eq!(body["is_vm"], true);
+    assert_eq!(body["hypervisor"], "vm-other");
+    assert_eq!(body["security_notice"]["level"], "warning");
+    assert_eq!(
+        body["security_notice"]["title"],
+        "Running in a Virtual Machine (vm-other)"
+    );
+}
+
+#[tokio::test]
+async fn vm_status_wsl_mentions_container() {
+    let body = vm_status("cases/a07-wsl2-kernel-strings/scenario-A", false).await;
+
+    assert_shape(&body);
+    assert_eq!(body["hypervisor"], "microsoft");
+    let details = notice_details(&body);
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("wsl container")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn health_returns_ok() {
+    let (status, body) = call(state("vm/kvm-q35", false), Method::GET, "/api/health").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, serde_json::json!({ "status": "ok" }));
+}
+
+#[tokio::test]
+async fn unknown_route_is_json_404() {
+    let (status, body) = call(state("vm/kvm-q35", false), Method::GET, "/api/nope").await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["status"], 404);
+    assert_eq!(body["error"]["message"], "no route for /api/nope");
+}
+
+#[tokio::test]
+async fn wrong_method_is_json_405() {
+    let (status, body) = call(state("vm/kvm-q35", false), Method::POST, "/api/vm/status").await;
+
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["status"], 405);
+}
