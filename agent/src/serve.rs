@@ -139,7 +139,7 @@ async fn bind(address: SocketAddr, config_path: &Path) -> anyhow::Result<TcpList
         )
     })?;
     let local = listener.local_addr().unwrap_or(address);
-    if !local.ip().is_loopback() {
+    if is_network_reachable(local) {
         warn!(
             address = %local,
             "listening on a non-loopback address: the API has no authentication and is reachable from the network"
@@ -147,6 +147,12 @@ async fn bind(address: SocketAddr, config_path: &Path) -> anyhow::Result<TcpList
     }
     info!(address = %local, "listening");
     Ok(listener)
+}
+
+/// True unless the address is on a loopback interface. IPv4-mapped IPv6
+/// addresses such as `::ffff:127.0.0.1` count as their IPv4 address.
+fn is_network_reachable(address: SocketAddr) -> bool {
+    !address.ip().to_canonical().is_loopback()
 }
 
 /// Reads extra listen addresses from the systemd credential. An invalid
@@ -200,5 +206,36 @@ fn notify(states: &[NotifyState]) {
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     if let Err(err) = sd_notify::notify(false, states) {
         warn!(error = %err, "failed to notify systemd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_not_reachable() {
+        for text in [
+            "127.0.0.1:8480",
+            "127.0.0.2:1",
+            "[::1]:8480",
+            "[::ffff:127.0.0.1]:8480",
+        ] {
+            let address: SocketAddr = text.parse().expect("socket address");
+            assert!(!is_network_reachable(address), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_addresses_reachable() {
+        for text in [
+            "0.0.0.0:8480",
+            "[::]:8480",
+            "192.0.2.10:8480",
+            "[2001:db8::1]:8480",
+        ] {
+            let address: SocketAddr = text.parse().expect("socket address");
+            assert!(is_network_reachable(address), "{text}");
+        }
     }
 }

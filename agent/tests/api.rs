@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
 use appliance_agent::config::Config;
-use appliance_agent::detect::Detection;
+use appliance_agent::detect::{Container, Detection};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -229,6 +229,26 @@ async fn bare_metal_without_gpu_disabled() {
 
     assert_eq!(body["is_vm"], false);
     assert_eq!(body["vm_gpu_enabled"], false);
+}
+
+#[tokio::test]
+async fn container_on_bare_metal_warns() {
+    let mut detection = detect_fixture(&fixture("vm/bare-metal-server"));
+    detection.container = Container::Docker;
+    let state = Arc::new(ApiState {
+        detection,
+        config: Config::default(),
+    });
+
+    let (_, body) = call(state, Method::GET, "/api/vm/status").await;
+
+    assert_eq!(body["is_vm"], false);
+    assert_eq!(body["hypervisor"], "none");
+    assert_eq!(body["security_notice"]["level"], "warning");
+    assert_eq!(
+        body["security_notice"]["title"],
+        "Running in a container (docker)"
+    );
 }
 
 #[tokio::test]
