@@ -118,12 +118,7 @@ impl RootFs {
 
     /// Reads a whole file, up to 1 MiB.
     pub fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        let result = self.check_overrides(path, true).and_then(|()| {
-            let file = fs::File::open(self.host_path(path))?;
-            let mut bytes = Vec::new();
-            file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
-            Ok(bytes)
-        });
+        let result = self.read_without_recording(path);
         self.record_result(path, &result, |bytes| Recorded::File(bytes.clone()));
         result
     }
@@ -153,12 +148,7 @@ impl RootFs {
     /// Only that variable is recorded, so a support bundle never contains the
     /// rest of the environment, which may contain secrets.
     pub fn read_env_var(&self, path: &str, name: &str) -> io::Result<Option<String>> {
-        let result = self.check_overrides(path, true).and_then(|()| {
-            let file = fs::File::open(self.host_path(path))?;
-            let mut bytes = Vec::new();
-            file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
-            Ok(bytes)
-        });
+        let result = self.read_without_recording(path);
         let prefix = format!("{name}=");
         let value = result.map(|bytes| {
             bytes
@@ -239,6 +229,14 @@ impl RootFs {
         });
         self.record_result(path, &result, |target| Recorded::Link(target.clone()));
         result
+    }
+
+    fn read_without_recording(&self, path: &str) -> io::Result<Vec<u8>> {
+        self.check_overrides(path, true)?;
+        let file = fs::File::open(self.host_path(path))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// Applies the overrides to one path. `reading` is false for an
