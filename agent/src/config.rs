@@ -157,11 +157,23 @@ pub fn parse_address_list(text: &str) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-/// Joins the configured and credential addresses, dropping duplicates.
+/// Joins the configured and credential addresses, dropping duplicates and
+/// any address that a wildcard address of the same family and port covers.
+/// Linux rejects binding 127.0.0.1:P once 0.0.0.0:P is bound, and the
+/// wildcard listener already accepts those connections.
 pub fn merge_listen(configured: &[SocketAddr], extra: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut merged: Vec<SocketAddr> = Vec::with_capacity(configured.len() + extra.len());
-    for address in configured.iter().chain(extra) {
-        if !merged.contains(address) {
+    let all: Vec<SocketAddr> = configured.iter().chain(extra).copied().collect();
+    let covered = |address: &SocketAddr| {
+        !address.ip().is_unspecified()
+            && all.iter().any(|other| {
+                other.ip().is_unspecified()
+                    && other.port() == address.port()
+                    && other.is_ipv4() == address.is_ipv4()
+            })
+    };
+    let mut merged: Vec<SocketAddr> = Vec::with_capacity(all.len());
+    for address in &all {
+        if !merged.contains(address) && !covered(address) {
             merged.push(*address);
         }
     }

@@ -2,6 +2,7 @@
 //! and the local API.
 
 pub mod api;
+pub mod boot_state;
 pub mod cli;
 pub mod collect;
 pub mod config;

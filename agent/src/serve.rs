@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::api::{self, ApiState};
+use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
@@ -53,7 +54,18 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .map(|address| address.to_string())
         .collect();
 
-    let router = api::router(Arc::new(ApiState { detection, config }));
+    let boot = boot_state::read(&RootFs::host());
+    info!(
+        secure_boot = ?boot.secure_boot,
+        tpm_present = boot.tpm.present,
+        tpm_device = boot.tpm.device.as_deref().unwrap_or("none"),
+        "boot state read"
+    );
+    let router = api::router(Arc::new(ApiState {
+        detection,
+        config,
+        boot,
+    }));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {

@@ -5,6 +5,7 @@ mod support;
 use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
+use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
 use axum::body::Body;
@@ -21,7 +22,19 @@ fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
     Arc::new(ApiState {
         detection: detect_fixture(&fixture(relative)),
         config,
+        boot: enforcing_boot(),
     })
+}
+
+fn enforcing_boot() -> BootState {
+    BootState {
+        secure_boot: SecureBoot::Enforcing,
+        tpm: Tpm {
+            present: true,
+            version: Some("2".to_owned()),
+            device: Some("/dev/tpmrm0".to_owned()),
+        },
+    }
 }
 
 async fn call(state: Arc<ApiState>, method: Method, path: &str) -> (StatusCode, Value) {
@@ -189,6 +202,7 @@ async fn unbound_passthrough_gpu_not_usable() {
     let state = Arc::new(ApiState {
         detection,
         config: Config::default(),
+        boot: enforcing_boot(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -238,6 +252,7 @@ async fn container_on_bare_metal_warns() {
     let state = Arc::new(ApiState {
         detection,
         config: Config::default(),
+        boot: enforcing_boot(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -303,4 +318,15 @@ async fn wrong_method_is_json_405() {
 
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["status"], 405);
+}
+
+#[tokio::test]
+async fn boot_status_shape() {
+    let (status, body) = call(state("vm/kvm-q35", false), Method::GET, "/api/boot/status").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["secure_boot"], "enforcing");
+    assert_eq!(body["tpm"]["present"], true);
+    assert_eq!(body["tpm"]["version"], "2");
+    assert_eq!(body["tpm"]["device"], "/dev/tpmrm0");
 }

@@ -193,3 +193,20 @@ fn merge_drops_duplicates_in_order() {
         vec![address("127.0.0.1:8480"), address("[::1]:8480")]
     );
 }
+
+#[test]
+fn merge_folds_addresses_under_wildcard() {
+    let configured = [address("127.0.0.1:8480"), address("[::1]:8480")];
+    let extra = [address("0.0.0.0:8480"), address("127.0.0.1:9000")];
+
+    let merged = config::merge_listen(&configured, &extra);
+
+    assert_eq!(
+        merged,
+        vec![
+            address("[::1]:8480"),
+            address("0.0.0.0:8480"),
+            address("127.0.0.1:9000")
+        ]
+    );
+}

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
 
@@ -18,6 +19,7 @@ use crate::detect::Detection;
 pub struct ApiState {
     pub detection: Detection,
     pub config: Config,
+    pub boot: BootState,
 }
 
 /// Builds the router with every route of the API.
@@ -25,6 +27,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/vm/status", get(vm_status))
+        .route("/api/boot/status", get(boot_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -36,6 +39,10 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
     Json(vm_status::build(&state.detection, &state.config))
+}
+
+async fn boot_status(State(state): State<Arc<ApiState>>) -> Json<BootState> {
+    Json(state.boot.clone())
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -1,0 +1,162 @@
+//! Firmware and TPM facts of the running boot: whether UEFI Secure Boot is
+//! enforcing and whether a TPM 2.0 is reachable. Measured-boot checks build
+//! on both, and operators read them from `GET /api/boot/status`.
+
+use serde::Serialize;
+
+use crate::rootfs::RootFs;
+
+/// efivarfs names carry the vendor GUID; these variables belong to the UEFI
+/// global namespace (EFI_GLOBAL_VARIABLE, UEFI 2.10 section 3.3).
+const SECURE_BOOT_VAR: &str =
+    "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-aa0d-00a0c98e6f3e";
+const SETUP_MODE_VAR: &str =
+    "/sys/firmware/efi/efivars/SetupMode-8be4df61-93ca-11d0-aa0d-00a0c98e6f3e";
+
+/// Secure Boot as the firmware reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecureBoot {
+    /// SecureBoot=1 and SetupMode=0: the firmware checks every image it loads.
+    Enforcing,
+    /// SecureBoot=0, or the firmware is in setup mode and accepts any key.
+    Disabled,
+    /// Setup mode: no platform key enrolled, so nothing is checked.
+    SetupMode,
+    /// No UEFI variables: legacy BIOS boot, or efivarfs not mounted.
+    Unsupported,
+}
+
+/// TPM as the kernel exposes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tpm {
+    pub present: bool,
+    /// Major version from sysfs ("2" for TPM 2.0), when the kernel reports it.
+    pub version: Option<String>,
+    /// Resource-manager device node, the one TPM clients open.
+    pub device: Option<String>,
+}
+
+/// Firmware and TPM facts of this boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BootState {
+    pub secure_boot: SecureBoot,
+    pub tpm: Tpm,
+}
+
+/// Reads the boot state under `fs`'s root.
+pub fn read(fs: &RootFs) -> BootState {
+    BootState {
+        secure_boot: read_secure_boot(fs),
+        tpm: read_tpm(fs),
+    }
+}
+
+/// An efivarfs file is a 4-byte attribute word followed by the value.
+fn efi_bool(fs: &RootFs, path: &str) -> Option<bool> {
+    let data = fs.read(path).ok()?;
+    data.get(4).map(|value| *value == 1)
+}
+
+fn read_secure_boot(fs: &RootFs) -> SecureBoot {
+    if !fs.exists("/sys/firmware/efi").unwrap_or(false) {
+        return SecureBoot::Unsupported;
+    }
+    match (efi_bool(fs, SECURE_BOOT_VAR), efi_bool(fs, SETUP_MODE_VAR)) {
+        (_, Some(true)) => SecureBoot::SetupMode,
+        (Some(true), _) => SecureBoot::Enforcing,
+        (Some(false), _) => SecureBoot::Disabled,
+        (None, _) => SecureBoot::Unsupported,
+    }
+}
+
+fn read_tpm(fs: &RootFs) -> Tpm {
+    let present = fs.exists("/sys/class/tpm/tpm0").unwrap_or(false);
+    let version = fs
+        .read_first_line("/sys/class/tpm/tpm0/tpm_version_major")
+        .ok()
+        .map(|line| line.trim().to_owned());
+    let device = ["/dev/tpmrm0"]
+        .into_iter()
+        .find(|path| fs.exists(path).unwrap_or(false))
+        .map(str::to_owned);
+    Tpm {
+        present,
+        version,
+        device,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::rootfs::FsOverrides;
+
+    fn write(root: &Path, path: &str, data: &[u8]) {
+        let full = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        fs::write(full, data).expect("write");
+    }
+
+    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, RootFs) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, data) in files {
+            write(dir.path(), path, data);
+        }
+        let fs = RootFs::new(dir.path().to_path_buf(), FsOverrides::default());
+        (dir, fs)
+    }
+
+    #[test]
+    fn secure_boot_enforcing() {
+        let (_dir, fs) = root_with(&[
+            (SECURE_BOOT_VAR, &[6, 0, 0, 0, 1]),
+            (SETUP_MODE_VAR, &[6, 0, 0, 0, 0]),
+        ]);
+        assert_eq!(read_secure_boot(&fs), SecureBoot::Enforcing);
+    }
+
+    #[test]
+    fn secure_boot_setup_mode_wins() {
+        let (_dir, fs) = root_with(&[
+            (SECURE_BOOT_VAR, &[6, 0, 0, 0, 1]),
+            (SETUP_MODE_VAR, &[6, 0, 0, 0, 1]),
+        ]);
+        assert_eq!(read_secure_boot(&fs), SecureBoot::SetupMode);
+    }
+
+    #[test]
+    fn secure_boot_disabled() {
+        let (_dir, fs) = root_with(&[(SECURE_BOOT_VAR, &[6, 0, 0, 0, 0])]);
+        assert_eq!(read_secure_boot(&fs), SecureBoot::Disabled);
+    }
+
+    #[test]
+    fn secure_boot_legacy_bios() {
+        let (_dir, fs) = root_with(&[("/sys/class/dmi/id/sys_vendor", b"x\n")]);
+        assert_eq!(read_secure_boot(&fs), SecureBoot::Unsupported);
+    }
+
+    #[test]
+    fn tpm_two_present() {
+        let (_dir, fs) = root_with(&[
+            ("/sys/class/tpm/tpm0/tpm_version_major", b"2\n"),
+            ("/dev/tpmrm0", b""),
+        ]);
+        let tpm = read_tpm(&fs);
+        assert!(tpm.present);
+        assert_eq!(tpm.version.as_deref(), Some("2"));
+        assert_eq!(tpm.device.as_deref(), Some("/dev/tpmrm0"));
+    }
+
+    #[test]
+    fn tpm_absent() {
+        let (_dir, fs) = root_with(&[("/sys/class/dmi/id/sys_vendor", b"x\n")]);
+        let tpm = read_tpm(&fs);
+        assert!(!tpm.present);
+        assert_eq!(tpm.device, None);
+    }
+}

@@ -1,0 +1,52 @@
+#!/bin/bash
+# Package the agent binary as two .deb files for mkosi to install:
+# appliance-agent-early (initrd: the early-boot unit) and appliance-agent
+# (root file system: the API service, its config and network setup).
+set -euo pipefail
+
+binary=${1:?usage: build-packages.sh AGENT_BINARY OUTPUT_DIR VERSION}
+output=${2:?usage: build-packages.sh AGENT_BINARY OUTPUT_DIR VERSION}
+version=${3:?usage: build-packages.sh AGENT_BINARY OUTPUT_DIR VERSION}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+make_package() {
+    local name=$1 description=$2 root="$work/$1"
+    mkdir -p "$root/DEBIAN" "$root/usr/bin"
+    install -m 0755 "$binary" "$root/usr/bin/appliance-agent"
+    cat > "$root/DEBIAN/control" <<CONTROL
+Package: $name
+Version: $version
+Architecture: amd64
+Section: admin
+Priority: optional
+Maintainer: Secure AI Appliance developers <appliance@localhost>
+Depends: libc6, libgcc-s1
+Description: $description
+CONTROL
+}
+
+make_package appliance-agent-early "Secure AI Appliance early-boot agent (initrd)"
+units="$work/appliance-agent-early/usr/lib/systemd/system"
+mkdir -p "$units/initrd.target.wants"
+install -m 0644 "$here/agent-package/early/appliance-early.service" "$units/"
+ln -s ../appliance-early.service "$units/initrd.target.wants/appliance-early.service"
+
+make_package appliance-agent "Secure AI Appliance agent and API service"
+root="$work/appliance-agent"
+units="$root/usr/lib/systemd/system"
+mkdir -p "$units/multi-user.target.wants" "$root/etc/appliance" "$root/usr/lib/systemd/network"
+install -m 0644 "$here/agent-package/main/appliance-agent.service" "$units/"
+ln -s ../appliance-agent.service "$units/multi-user.target.wants/appliance-agent.service"
+install -m 0644 "$here/agent-package/main/appliance.yaml" "$root/etc/appliance/appliance.yaml"
+echo /etc/appliance/appliance.yaml > "$root/DEBIAN/conffiles"
+install -m 0644 "$here/agent-package/main/20-wired.network" "$root/usr/lib/systemd/network/"
+mkdir -p "$root/usr/lib/systemd/system-preset"
+install -m 0644 "$here/agent-package/main/20-appliance.preset" "$root/usr/lib/systemd/system-preset/"
+
+mkdir -p "$output"
+rm -f "$output"/appliance-agent*.deb
+for name in appliance-agent-early appliance-agent; do
+    dpkg-deb --root-owner-group -Zgzip -b "$work/$name" "$output/${name}_${version}_amd64.deb" >/dev/null
+done

@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""Check a freshly built image before anyone boots or ships it.
+
+Fails the build when a clipboard agent package slipped in (even as a
+dependency), when the agent is missing, or when the partition layout is not
+ESP + root + empty vault.
+"""
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+# Each of these gives the hypervisor a channel to the guest's clipboard.
+FORBIDDEN_PACKAGES = {"spice-vdagent", "open-vm-tools-desktop", "virtualbox-guest-x11"}
+REQUIRED_PACKAGES = {"appliance-agent", "systemd-boot-efi", "tpm2-tools", "cryptsetup"}
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ROOT_X86_64_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+VAULT_TYPE = "B69992A8-67EC-4659-A0E0-E8F5BE18F8BC"
+
+
+def fail(message):
+    sys.exit(f"check-image: {message}")
+
+
+def check_packages(manifest_path):
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        fail(f"cannot read the package manifest {manifest_path}: {err}; rebuild with ManifestFormat=json")
+    installed = {p["name"] for p in manifest.get("packages", [])}
+    present = sorted(FORBIDDEN_PACKAGES & installed)
+    if present:
+        fail(f"clipboard agent packages in the image: {', '.join(present)}; find what pulls them in and exclude it")
+    missing = sorted(REQUIRED_PACKAGES - installed)
+    if missing:
+        fail(f"packages missing from the image: {', '.join(missing)}")
+
+
+def read_partitions(raw_path):
+    """Return [{"NR":..,"TYPE":..,"NAME":..}] as partx lists them."""
+    output = subprocess.check_output(["partx", "-P", "-o", "NR,TYPE,NAME", str(raw_path)], text=True)
+    return [dict(shlex.split(field)[0].split("=", 1) for field in line.split()) for line in output.splitlines()]
+
+
+def check_partitions(raw_path):
+    parts = read_partitions(raw_path)
+    types = [p["TYPE"].upper() for p in parts]
+    expected = [ESP_TYPE, ROOT_X86_64_TYPE, VAULT_TYPE]
+    if types != expected:
+        fail(f"partition types of {raw_path} are {types}, expected {expected} (ESP, root, vault)")
+    if parts[2]["NAME"] != "appliance-vault":
+        fail(f"vault partition label is {parts[2]['NAME']!r}, expected 'appliance-vault'")
+
+
+def main():
+    image_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "build/image")
+    check_packages(image_dir / "appliance.manifest")
+    check_partitions(image_dir / "appliance.raw")
+    print(f"check-image: {image_dir}/appliance.raw passed (packages, partition layout)")
+
+
+if __name__ == "__main__":
+    main()
