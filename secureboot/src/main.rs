@@ -1,0 +1,167 @@
+//! Command-line interface: lists UKI sections and predicts PCR 11.
+
+use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use appliance_secureboot::{
+    predict_pcr11, read_image, Error, Pcr11Options, Pcr11Prediction, PcrBank, PhasePath, Uki,
+};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "appliance-secureboot", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Predict the PCR 11 values that booting a UKI produces, as `systemd-measure calculate`
+    /// (systemd 257) computes them.
+    Pcr11 {
+        /// UKI to read.
+        uki: PathBuf,
+        /// Print JSON in the shape of `systemd-measure calculate --json=short`.
+        #[arg(long)]
+        json: bool,
+        /// PCR bank to compute: sha1, sha256, sha384 or sha512. Repeat for several banks.
+        /// Default: all four.
+        #[arg(long = "bank", value_name = "BANK")]
+        banks: Vec<PcrBank>,
+        /// Colon-separated boot phases measured after the sections, such as
+        /// enter-initrd:leave-initrd. Repeat for several paths. Default: the four paths from
+        /// enter-initrd to ready that systemd-measure uses.
+        #[arg(long = "phase", value_name = "PATH")]
+        phases: Vec<PhasePath>,
+        /// Profile of a multi-profile UKI that systemd-stub boots.
+        #[arg(long, default_value_t = 0)]
+        profile: u32,
+    },
+    /// List the PE sections of a UKI in file order.
+    Sections {
+        /// UKI to read.
+        uki: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pcr11 {
+            uki,
+            json,
+            banks,
+            phases,
+            profile,
+        } => {
+            let mut options = Pcr11Options {
+                profile,
+                ..Pcr11Options::default()
+            };
+            if !banks.is_empty() {
+                options.banks = banks;
+            }
+            if !phases.is_empty() {
+                options.phase_paths = phases;
+            }
+            run_pcr11(&uki, json, &options)
+        }
+        Command::Sections { uki } => run_sections(&uki),
+    };
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("appliance-secureboot: error: {}", error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_pcr11(path: &Path, json: bool, options: &Pcr11Options) -> Result<(), Error> {
+    let bytes = read_image(path)?;
+    let uki = Uki::parse(&bytes)?;
+    let prediction = predict_pcr11(&uki, options)?;
+    if json {
+        // The prediction contains only strings and integers, which always serialize.
+        let text = prediction.to_json().unwrap_or_default();
+        println!("{text}");
+        return Ok(());
+    }
+
+    let measured = uki.measured_sections(options.profile)?;
+    println!(
+        "Sections measured into PCR 11 for profile {}, in measurement order:",
+        options.profile
+    );
+    for entry in &measured {
+        println!(
+            "  {:<9} table index {:>3}  {:>10} bytes  ({})",
+            entry.kind.name(),
+            entry.section.index,
+            entry.data.len(),
+            entry.scope,
+        );
+    }
+    println!();
+    print_table(&prediction);
+    Ok(())
+}
+
+fn print_table(prediction: &Pcr11Prediction) {
+    let phase_width = prediction
+        .banks
+        .iter()
+        .flat_map(|bank| &bank.phases)
+        .map(|phase| phase.phase.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max("PHASE".len());
+
+    println!("{:<6}  {:<phase_width$}  PCR 11 VALUE", "BANK", "PHASE");
+    for bank in &prediction.banks {
+        for phase in &bank.phases {
+            println!(
+                "{:<6}  {:<phase_width$}  {}",
+                bank.bank.name(),
+                phase.phase.as_str(),
+                phase.value.to_hex(),
+            );
+        }
+    }
+}
+
+fn run_sections(path: &Path) -> Result<(), Error> {
+    let bytes = read_image(path)?;
+    let uki = Uki::parse(&bytes)?;
+    println!(
+        "{:>5}  {:<8}  {:>10}  {:>12}  {:>11}  {:>12}",
+        "INDEX", "NAME", "RVA", "VIRTUAL SIZE", "FILE OFFSET", "RAW SIZE"
+    );
+    for section in uki.sections() {
+        println!(
+            "{:>5}  {:<8}  {:>#10x}  {:>#12x}  {:>#11x}  {:>#12x}",
+            section.index,
+            section.name(),
+            section.virtual_address,
+            section.virtual_size,
+            section.pointer_to_raw_data,
+            section.size_of_raw_data,
+        );
+    }
+    Ok(())
+}
+
+/// Joins an error and its sources into one line, so that each cause appears once.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
