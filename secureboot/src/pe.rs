@@ -156,11 +156,13 @@ impl<'a> PeImage<'a> {
     /// and sections that end past SizeOfImage. Checks apply to every section, measured or not.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let file_len = bytes.len() as u64;
-        check_in_file("DOS header", 0, DOS_HEADER_SIZE, file_len)?;
+        // Checking the magic first gives a short file of another type the clearer error.
+        check_in_file("DOS magic", 0, DOS_MAGIC.len() as u64, file_len)?;
         let dos_magic = read_array::<2>(bytes, 0);
         if dos_magic != DOS_MAGIC {
             return Err(Error::DosMagic { found: dos_magic });
         }
+        check_in_file("DOS header", 0, DOS_HEADER_SIZE, file_len)?;
 
         let pe_offset = read_u32(bytes, PE_POINTER_OFFSET);
         if u64::from(pe_offset) < DOS_HEADER_SIZE {
@@ -399,21 +401,15 @@ fn find_overlap(
         .collect();
     ranged.sort_by_key(|(range, section)| (range.start, section.index));
 
-    // After sorting by start, a range that overlaps any earlier range overlaps the earlier
-    // range that reaches furthest.
-    let mut furthest: Option<&(Range<u64>, &Section)> = None;
-    for entry in &ranged {
-        if let Some(previous) = furthest {
-            if entry.0.start < previous.0.end {
-                let overlap = entry.0.start..entry.0.end.min(previous.0.end);
-                return Some((previous.1, entry.1, overlap));
-            }
-        }
-        if furthest.is_none_or(|previous| entry.0.end > previous.0.end) {
-            furthest = Some(entry);
-        }
-    }
-    None
+    // With ranges sorted by start, any overlap implies one between neighbors: if a later
+    // range starts before an earlier one ends, so does every range that starts in between.
+    ranged.windows(2).find_map(|pair| {
+        let (previous, next) = (&pair[0], &pair[1]);
+        (next.0.start < previous.0.end).then(|| {
+            let overlap = next.0.start..next.0.end.min(previous.0.end);
+            (previous.1, next.1, overlap)
+        })
+    })
 }
 
 // The readers below take offsets that the caller has bounds-checked with `check_in_file`.
