@@ -30,12 +30,26 @@ pub struct SectionSpec {
 /// Builds small PE32+ (or PE32) EFI images with the given sections, in the given file order.
 ///
 /// Sections are laid out one after another: raw data aligned to 0x200 in the file, addresses
-/// aligned to 0x1000 in memory. The padding between raw data is filled with 0xcc, so that a
-/// reader that hashes SizeOfRawData bytes instead of VirtualSize bytes gets a different digest.
-#[derive(Debug, Clone, Default)]
+/// aligned to 0x1000 in memory. The padding after each section's data is 0xcc unless set
+/// otherwise, so that a reader that hashes SizeOfRawData bytes instead of VirtualSize bytes
+/// gets a different digest.
+#[derive(Debug, Clone)]
 pub struct PeBuilder {
     sections: Vec<SectionSpec>,
     pe32: bool,
+    padding: u8,
+    spare_section_headers: usize,
+}
+
+impl Default for PeBuilder {
+    fn default() -> Self {
+        Self {
+            sections: Vec::new(),
+            pe32: false,
+            padding: 0xcc,
+            spare_section_headers: 0,
+        }
+    }
 }
 
 /// A built image and the offsets a test needs to corrupt it.
@@ -54,6 +68,20 @@ impl PeBuilder {
     /// Switches to a PE32 optional header (magic 0x10b) instead of PE32+.
     pub fn pe32(mut self) -> Self {
         self.pe32 = true;
+        self
+    }
+
+    /// Sets the byte that fills each raw block after the section data. Linkers write zeros,
+    /// and ukify 257 fails to decode a stub's .sbat section padded with anything else.
+    pub fn padding(mut self, byte: u8) -> Self {
+        self.padding = byte;
+        self
+    }
+
+    /// Leaves room in the headers for `count` more section headers, which ukify needs to
+    /// append sections to a stub.
+    pub fn spare_section_headers(mut self, count: usize) -> Self {
+        self.spare_section_headers = count;
         self
     }
 
@@ -84,7 +112,8 @@ impl PeBuilder {
         let optional_header_size: u16 = if self.pe32 { 224 } else { 240 };
         let optional_header_offset = PE_OFFSET + 4 + COFF_HEADER_SIZE;
         let section_table_offset = optional_header_offset + usize::from(optional_header_size);
-        let headers_end = section_table_offset + SECTION_HEADER_SIZE * self.sections.len();
+        let header_slots = self.sections.len() + self.spare_section_headers;
+        let headers_end = section_table_offset + SECTION_HEADER_SIZE * header_slots;
         let size_of_headers = align(to_u32(headers_end), FILE_ALIGNMENT);
 
         // Lay out the sections first, so the headers can state SizeOfImage.
@@ -115,9 +144,12 @@ impl PeBuilder {
         let characteristics: u16 = if self.pe32 { 0x0102 } else { 0x0022 };
         put_u16(&mut bytes, coff + 18, characteristics);
 
+        // pefile, and so ukify, rejects an entry point outside the sections.
+        let entry_point = placements.first().map_or(0, |(address, _, _)| *address);
         self.write_optional_header(
             &mut bytes,
             optional_header_offset,
+            entry_point,
             size_of_image,
             size_of_headers,
         );
@@ -136,7 +168,7 @@ impl PeBuilder {
 
             let start = *pointer as usize;
             let end = start + *raw_size as usize;
-            bytes[start..end].fill(0xcc);
+            bytes[start..end].fill(self.padding);
             bytes[start..start + spec.data.len()].copy_from_slice(&spec.data);
         }
 
@@ -151,10 +183,12 @@ impl PeBuilder {
         &self,
         bytes: &mut [u8],
         offset: usize,
+        entry_point: u32,
         size_of_image: u32,
         size_of_headers: u32,
     ) {
         put_u16(bytes, offset, if self.pe32 { 0x10b } else { 0x20b });
+        put_u32(bytes, offset + 16, entry_point);
         // PE32 has BaseOfData and a 4-byte ImageBase where PE32+ has an 8-byte ImageBase, so
         // the fields after ImageBase sit at the same offsets in both formats.
         put_u32(bytes, offset + 32, SECTION_ALIGNMENT);
