@@ -2,8 +2,9 @@
 //!
 //! The appliance boots a unified kernel image (UKI): systemd-stub with the kernel, initrd,
 //! command line and other resources as PE sections. This crate parses a UKI and predicts the
-//! PCR 11 values that systemd 257's systemd-stub and systemd-pcrphase produce when it boots,
-//! matching `systemd-measure calculate` byte for byte.
+//! PCR 11 values that systemd 257's systemd-stub and systemd-pcrphase produce when it boots.
+//! The tests compare the JSON output with `systemd-measure calculate` byte for byte. UKIs with a
+//! `.hwids` section are the exception, see [`UnifiedSection::Hwids`].
 //!
 //! ```no_run
 //! use appliance_secureboot::{predict_pcr11, read_image, Pcr11Options, Uki};

@@ -156,46 +156,7 @@ impl<'a> PeImage<'a> {
     /// and sections that end past SizeOfImage. Checks apply to every section, measured or not.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let file_len = bytes.len() as u64;
-        // Checking the magic first gives a short file of another type the clearer error.
-        check_in_file("DOS magic", 0, DOS_MAGIC.len() as u64, file_len)?;
-        let dos_magic = read_array::<2>(bytes, 0);
-        if dos_magic != DOS_MAGIC {
-            return Err(Error::DosMagic { found: dos_magic });
-        }
-        check_in_file("DOS header", 0, DOS_HEADER_SIZE, file_len)?;
-
-        let pe_offset = read_u32(bytes, PE_POINTER_OFFSET);
-        if u64::from(pe_offset) < DOS_HEADER_SIZE {
-            return Err(Error::PeHeaderOffset { offset: pe_offset });
-        }
-        let pe_offset = u64::from(pe_offset);
-        check_in_file(
-            "PE signature and COFF header",
-            pe_offset,
-            4 + COFF_HEADER_SIZE,
-            file_len,
-        )?;
-        let pe_signature = read_array::<4>(bytes, pe_offset);
-        if pe_signature != PE_MAGIC {
-            return Err(Error::PeMagic {
-                offset: pe_offset,
-                found: pe_signature,
-            });
-        }
-
-        let coff_offset = pe_offset + 4;
-        let number_of_sections = read_u16(bytes, coff_offset + 2);
-        let optional_header_size = read_u16(bytes, coff_offset + 16);
-        let optional_header_offset = coff_offset + COFF_HEADER_SIZE;
-        check_optional_header(bytes, optional_header_offset, optional_header_size)?;
-
-        let section_table_offset = optional_header_offset + u64::from(optional_header_size);
-        check_in_file(
-            "section table",
-            section_table_offset,
-            u64::from(number_of_sections) * SECTION_HEADER_SIZE,
-            file_len,
-        )?;
+        let layout = check_header_bounds(bytes)?;
 
         let header = Header::parse(bytes).map_err(|source| Error::Parse {
             structure: "PE headers",
@@ -213,26 +174,21 @@ impl<'a> PeImage<'a> {
         // goblin reads the data directories without looking at SizeOfOptionalHeader.
         let directories = u64::from(optional_header.windows_fields.number_of_rva_and_sizes);
         let needed = fixed_fields_size + directories * DATA_DIRECTORY_SIZE;
-        if needed > u64::from(optional_header_size) {
+        if needed > u64::from(layout.optional_header_size) {
             return Err(Error::OptionalHeaderSize {
-                declared: optional_header_size,
+                declared: layout.optional_header_size,
                 needed,
             });
         }
 
-        let mut table_cursor =
-            usize::try_from(section_table_offset).map_err(|_| Error::Truncated {
-                structure: "section table",
-                start: section_table_offset,
-                end: section_table_offset,
-                file_len,
-            })?;
+        // The section table lies inside the file, so its offset fits in usize.
+        let mut table_cursor = usize::try_from(layout.section_table_offset).unwrap_or(usize::MAX);
         let tables = header
             .coff_header
             .sections(bytes, &mut table_cursor)
             .map_err(|source| Error::Parse {
                 structure: "section table",
-                offset: section_table_offset,
+                offset: layout.section_table_offset,
                 source,
             })?;
         let sections: Vec<Section> = tables
@@ -278,6 +234,61 @@ impl<'a> PeImage<'a> {
             zero_fill: u64::from(section.zero_fill_len()),
         }
     }
+}
+
+/// Header fields read by `check_header_bounds`.
+struct HeaderLayout {
+    optional_header_size: u16,
+    section_table_offset: u64,
+}
+
+/// Checks the magic numbers and that the headers and section table lie inside the file.
+fn check_header_bounds(bytes: &[u8]) -> Result<HeaderLayout, Error> {
+    let file_len = bytes.len() as u64;
+    // Checking the magic first gives a short file of another type the clearer error.
+    check_in_file("DOS magic", 0, DOS_MAGIC.len() as u64, file_len)?;
+    let dos_magic = read_array::<2>(bytes, 0);
+    if dos_magic != DOS_MAGIC {
+        return Err(Error::DosMagic { found: dos_magic });
+    }
+    check_in_file("DOS header", 0, DOS_HEADER_SIZE, file_len)?;
+
+    let pe_offset = read_u32(bytes, PE_POINTER_OFFSET);
+    if u64::from(pe_offset) < DOS_HEADER_SIZE {
+        return Err(Error::PeHeaderOffset { offset: pe_offset });
+    }
+    let pe_offset = u64::from(pe_offset);
+    check_in_file(
+        "PE signature and COFF header",
+        pe_offset,
+        4 + COFF_HEADER_SIZE,
+        file_len,
+    )?;
+    let pe_signature = read_array::<4>(bytes, pe_offset);
+    if pe_signature != PE_MAGIC {
+        return Err(Error::PeMagic {
+            offset: pe_offset,
+            found: pe_signature,
+        });
+    }
+
+    let coff_offset = pe_offset + 4;
+    let number_of_sections = read_u16(bytes, coff_offset + 2);
+    let optional_header_size = read_u16(bytes, coff_offset + 16);
+    let optional_header_offset = coff_offset + COFF_HEADER_SIZE;
+    check_optional_header(bytes, optional_header_offset, optional_header_size)?;
+
+    let section_table_offset = optional_header_offset + u64::from(optional_header_size);
+    check_in_file(
+        "section table",
+        section_table_offset,
+        u64::from(number_of_sections) * SECTION_HEADER_SIZE,
+        file_len,
+    )?;
+    Ok(HeaderLayout {
+        optional_header_size,
+        section_table_offset,
+    })
 }
 
 fn check_in_file(

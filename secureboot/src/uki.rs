@@ -51,6 +51,10 @@ pub enum UnifiedSection {
     /// `.dtbauto`: a device tree that systemd-stub uses only if it matches the machine.
     Dtbauto,
     /// `.hwids`: hardware IDs that select a `.dtbauto` section.
+    ///
+    /// NOTE: systemd-measure 257 measures its `--hwids=` file under the name `.dtbauto` and its
+    /// `--dtbauto=` file under `.hwids`. This crate measures `.hwids` under its own name, last,
+    /// as systemd-stub's section list orders it, so the two differ for UKIs with `.hwids`.
     Hwids,
 }
 
