@@ -221,14 +221,43 @@ fn real_appliance_uki() {
         source.display()
     );
 
-    // The image build replaces the file, so work on a copy.
     let directory = tempfile::tempdir().expect("temporary directory");
     let uki = directory.path().join("appliance.efi");
-    std::fs::copy(&source, &uki).expect("copy the appliance UKI");
+    copy_stable(&source, &uki);
 
     // Only two banks, because the debug build took about 8 s each for sha384 and sha512 on
     // this 75 MB UKI (2-core x86-64 VM). The other tests cover all four banks.
     compare(&tools, &uki, &["sha1", "sha256"], &[]);
+}
+
+/// Copies a file that an image build may be rewriting, retrying until no change overlaps the
+/// copy.
+fn copy_stable(source: &Path, destination: &Path) {
+    const ATTEMPTS: u32 = 10;
+    let mut last_outcome = String::new();
+    for attempt in 1..=ATTEMPTS {
+        if attempt > 1 {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+        let before = file_version(source);
+        let copied = std::fs::copy(source, destination);
+        let after = file_version(source);
+        match (before, copied, after) {
+            (Ok(before), Ok(length), Ok(after)) if before == after && length == after.1 => return,
+            outcome => last_outcome = format!("{outcome:?}"),
+        }
+    }
+    panic!(
+        "{} changed during each of {ATTEMPTS} copies (last: {last_outcome}); wait for the image \
+         build to finish",
+        source.display()
+    );
+}
+
+/// Returns the modification time and length of a file.
+fn file_version(path: &Path) -> std::io::Result<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.modified()?, metadata.len()))
 }
 
 #[test]
