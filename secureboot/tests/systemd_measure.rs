@@ -121,10 +121,10 @@ impl Tools {
     }
 }
 
-fn expect_success(output: &Output, what: &str) {
+fn expect_success(output: &Output, description: &str) {
     assert!(
         output.status.success(),
-        "{what} failed with {}:\nstdout:\n{}\nstderr:\n{}",
+        "{description} failed with {}:\nstdout:\n{}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -266,7 +266,7 @@ fn ukify_uki_with_splash_and_dtb() {
         return;
     };
     let directory = tempfile::tempdir().expect("temporary directory");
-    let dir = directory.path();
+    let root = directory.path();
 
     // ukify appends the UKI sections to any stub, so a synthetic stub with spare header room
     // serves. ukify replaces the stub's .sbat with a merged one, and decoding it needs
@@ -293,18 +293,18 @@ fn ukify_uki_with_splash_and_dtb() {
         ("pcrpkey.pem", b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n".to_vec()),
     ];
     for (name, content) in &inputs {
-        std::fs::write(dir.join(name), content).expect("write ukify input");
+        std::fs::write(root.join(name), content).expect("write ukify input");
     }
 
-    let uki = dir.join("ukify.efi");
+    let uki = root.join("ukify.efi");
     let path_option = |option: &str, name: &str| {
         let mut argument = OsString::from(format!("--{option}="));
-        argument.push(dir.join(name));
+        argument.push(root.join(name));
         argument
     };
     let at_path_option = |option: &str, name: &str| {
         let mut argument = OsString::from(format!("--{option}=@"));
-        argument.push(dir.join(name));
+        argument.push(root.join(name));
         argument
     };
     tools.ukify_build(&[
