@@ -560,7 +560,7 @@ fn every_prefix_fails_without_panic() {
 
 #[test]
 fn corrupted_headers_never_panic() {
-    // Deterministic pseudo-random corruption of the header bytes; each result may be Ok or
+    // Corrupts header bytes pseudo-randomly but deterministically. Each result may be Ok or
     // Err, but parsing and predicting must return.
     let image = PeBuilder::new()
         .section(".linux", LINUX)
