@@ -83,7 +83,9 @@ unit-test: setup
 qemu-test: image
 	/usr/bin/python3 -m pytest -v qemu-tests
 
-test: lint unit-test qemu-test
+# The image comes before the unit tests: the PCR prediction tests compare
+# against systemd-measure on the UKI that was just built.
+test: lint image unit-test qemu-test
 
 clean:
 	rm -rf build run-state

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,7 +52,7 @@ def kvm_works():
 
     /dev/kvm can exist and still fail on every guest ("KVM internal error ...
     emulation failure", after which QEMU hangs), so only a trial decides.
-    The answer is kept in /run until the host reboots.
+    The result is cached in /run until the host reboots.
     """
     if KVM_PROBE_RESULT.exists():
         return KVM_PROBE_RESULT.read_text().strip() == "yes"
@@ -115,6 +116,7 @@ class ApplianceVM:
         self.swtpm = None
         self.qemu = None
         self.started_at = None
+        self.killed = False
 
     @property
     def api(self):
@@ -137,7 +139,8 @@ class ApplianceVM:
         base = f"{self.image} {self.image.stat().st_mtime_ns}"
         if self.fresh_disk or not disk.exists() or not stamp.exists() or stamp.read_text() != base:
             disk.unlink(missing_ok=True)
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+            backing_format = "raw" if self.image.suffix == ".raw" else "qcow2"
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
                             "-b", str(self.image), str(disk)], check=True)
             shutil.copy(self.ovmf_vars, self.state / "vars.fd")
             stamp.write_text(base)
@@ -204,12 +207,23 @@ class ApplianceVM:
             time.sleep(1)
         return False
 
+    def wait_for_console_re(self, pattern, timeout):
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if regex.search(self.console_text()):
+                return True
+            if self.qemu.poll() is not None:
+                break
+            time.sleep(1)
+        return bool(regex.search(self.console_text()))
+
     def get_json(self, path, timeout=5):
         with urllib.request.urlopen(self.api + path, timeout=timeout) as response:
             return json.loads(response.read())
 
     def wait_for_api(self, timeout):
-        """Poll GET /api/vm/status; return seconds from QEMU start to the answer."""
+        """Poll GET /api/vm/status; return seconds from QEMU start to the first response."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.qemu.poll() is not None:
@@ -219,7 +233,7 @@ class ApplianceVM:
                 return time.monotonic() - self.started_at
             except (urllib.error.URLError, ConnectionError, OSError, json.JSONDecodeError):
                 time.sleep(1)
-        raise TimeoutError(f"API did not answer within {timeout} s; console log: {self.console}")
+        raise TimeoutError(f"API did not respond within {timeout} s; console log: {self.console}")
 
     def qmp(self, command):
         with socket.socket(socket.AF_UNIX) as s:
@@ -233,13 +247,20 @@ class ApplianceVM:
                 stream.readline()
 
     def stop(self, timeout=90):
-        """Power the guest off through ACPI, then end QEMU and swtpm."""
+        """Power the guest off through ACPI, then end QEMU and swtpm.
+
+        The button is pressed again every few seconds: a press that arrives
+        before systemd-logind listens is lost, and further presses are harmless.
+        """
         if self.qemu is not None and self.qemu.poll() is None:
-            with contextlib.suppress(OSError):
-                self.qmp("system_powerdown")
-            try:
-                self.qemu.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + timeout
+            while self.qemu.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    self.qmp("system_powerdown")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.qemu.wait(timeout=10)
+            if self.qemu.poll() is None:
+                self.killed = True
                 _kill_group(self.qemu)
         for proc in (self.qemu, self.swtpm):
             if proc is not None:
@@ -287,15 +308,36 @@ def cmd_stop(args):
     if not info.exists():
         print(f"appliance: no running appliance recorded in {state}")
         return 0
+    pid = json.loads(info.read_text())["qemu_pid"]
     vm = ApplianceVM.__new__(ApplianceVM)
     vm.qmp_path = state / "qmp.sock"
-    try:
-        vm.qmp("system_powerdown")
-    except OSError as err:
-        print(f"appliance: cannot reach QEMU's QMP socket {vm.qmp_path}: {err}", file=sys.stderr)
+    deadline = time.monotonic() + 90
+    while _process_alive(pid) and time.monotonic() < deadline:
+        try:
+            vm.qmp("system_powerdown")
+        except OSError as err:
+            if not _process_alive(pid):
+                break
+            print(f"appliance: cannot reach QEMU's QMP socket {vm.qmp_path}: {err}", file=sys.stderr)
+            return 1
+        for _ in range(10):
+            if not _process_alive(pid):
+                break
+            time.sleep(1)
+    if _process_alive(pid):
+        print(f"appliance: the guest did not power off within 90 s; QEMU is still running as PID {pid}",
+              file=sys.stderr)
         return 1
-    print("appliance: power-off requested; the `make run` terminal reports when the guest is off")
+    print("appliance: guest powered off")
     return 0
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main():

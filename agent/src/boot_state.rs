@@ -3,8 +3,9 @@
 //! on both, and operators read them from `GET /api/boot/status`.
 
 use serde::Serialize;
+use tracing::warn;
 
-use crate::rootfs::RootFs;
+use crate::rootfs::{describe_error, RootFs};
 
 /// efivarfs names carry the vendor GUID; these variables belong to the UEFI
 /// global namespace (EFI_GLOBAL_VARIABLE, UEFI 2.10 section 3.3).
@@ -23,7 +24,9 @@ pub enum SecureBoot {
     Disabled,
     /// Setup mode: no platform key enrolled, so nothing is checked.
     SetupMode,
-    /// No UEFI variables: legacy BIOS boot, or efivarfs not mounted.
+    /// UEFI boot, but the variables cannot be read (efivarfs not mounted).
+    Unknown,
+    /// Legacy BIOS boot: no UEFI, so no Secure Boot.
     Unsupported,
 }
 
@@ -53,9 +56,27 @@ pub fn read(fs: &RootFs) -> BootState {
 }
 
 /// An efivarfs file is a 4-byte attribute word followed by the value.
+/// A missing variable is normal (SetupMode on some firmware); any other
+/// failure is logged, because it makes Secure Boot look unsupported.
 fn efi_bool(fs: &RootFs, path: &str) -> Option<bool> {
-    let data = fs.read(path).ok()?;
-    data.get(4).map(|value| *value == 1)
+    match fs.read(path) {
+        Ok(data) => {
+            let value = data.get(4).map(|value| *value == 1);
+            if value.is_none() {
+                warn!(
+                    path,
+                    length = data.len(),
+                    "EFI variable shorter than its 4-byte attribute header"
+                );
+            }
+            value
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            warn!(path, error = %describe_error(&err), "cannot read EFI variable");
+            None
+        }
+    }
 }
 
 fn read_secure_boot(fs: &RootFs) -> SecureBoot {
@@ -66,8 +87,27 @@ fn read_secure_boot(fs: &RootFs) -> SecureBoot {
         (_, Some(true)) => SecureBoot::SetupMode,
         (Some(true), _) => SecureBoot::Enforcing,
         (Some(false), _) => SecureBoot::Disabled,
-        (None, _) => SecureBoot::Unsupported,
+        (None, _) => {
+            warn!(
+                path = SECURE_BOOT_VAR,
+                efivarfs_mounted = efivarfs_mounted(fs),
+                "UEFI boot but the SecureBoot variable is missing; mount efivarfs at /sys/firmware/efi/efivars"
+            );
+            SecureBoot::Unknown
+        }
     }
+}
+
+/// Whether /proc/self/mountinfo lists an efivarfs mount at the usual place.
+fn efivarfs_mounted(fs: &RootFs) -> bool {
+    fs.read_to_string("/proc/self/mountinfo")
+        .map(|mountinfo| {
+            mountinfo.lines().any(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                fields.get(4) == Some(&"/sys/firmware/efi/efivars") && line.contains(" - efivarfs ")
+            })
+        })
+        .unwrap_or(false)
 }
 
 fn read_tpm(fs: &RootFs) -> Tpm {
@@ -84,6 +124,25 @@ fn read_tpm(fs: &RootFs) -> Tpm {
         present,
         version,
         device,
+    }
+}
+
+impl BootState {
+    /// One-line summary for the console, e.g. `secure_boot=enforcing tpm=2.0`.
+    pub fn summary(&self) -> String {
+        let secure_boot = match self.secure_boot {
+            SecureBoot::Enforcing => "enforcing",
+            SecureBoot::Disabled => "disabled",
+            SecureBoot::SetupMode => "setup_mode",
+            SecureBoot::Unknown => "unknown",
+            SecureBoot::Unsupported => "unsupported",
+        };
+        let tpm = match (&self.tpm.present, &self.tpm.version) {
+            (false, _) => "none".to_owned(),
+            (true, Some(version)) => format!("{version}.0"),
+            (true, None) => "present".to_owned(),
+        };
+        format!("secure_boot={secure_boot} tpm={tpm}")
     }
 }
 
@@ -132,6 +191,12 @@ mod tests {
     fn secure_boot_disabled() {
         let (_dir, fs) = root_with(&[(SECURE_BOOT_VAR, &[6, 0, 0, 0, 0])]);
         assert_eq!(read_secure_boot(&fs), SecureBoot::Disabled);
+    }
+
+    #[test]
+    fn secure_boot_unknown_without_efivarfs() {
+        let (_dir, fs) = root_with(&[("/sys/firmware/efi/fw_platform_size", b"64\n")]);
+        assert_eq!(read_secure_boot(&fs), SecureBoot::Unknown);
     }
 
     #[test]

@@ -11,12 +11,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
+use crate::boot_state;
 use crate::cli::EarlyArgs;
 use crate::detect::{self, Detection};
 use crate::platform::{self, PlatformState, FORMAT_VERSION};
 
 /// Prefix of the line that boot tests look for on the serial console.
 pub const CONSOLE_PREFIX: &str = "appliance-agent early: platform ";
+
+/// Prefix of the console line with Secure Boot and TPM state.
+pub const BOOT_CONSOLE_PREFIX: &str = "appliance-agent early: boot ";
 
 /// Outcome of one step.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,6 +33,7 @@ enum StepOutcome {
 pub fn run(args: &EarlyArgs) -> anyhow::Result<()> {
     info!(state_dir = %args.state_dir.display(), "early boot steps started");
 
+    run_step("read_boot_state", || read_boot_state(args))?;
     run_step("verify_measurements", verify_measurements)?;
     run_step("unseal_vault", unseal_vault)?;
     run_step("detect_platform", || detect_platform(args))?;
@@ -49,6 +54,20 @@ fn run_step(name: &str, step: impl FnOnce() -> anyhow::Result<StepOutcome>) -> a
         }
     }
     Ok(())
+}
+
+/// Reports Secure Boot and TPM state on the console, the first thing an
+/// operator needs when a later step refuses to unseal the vault.
+fn read_boot_state(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
+    let fs = args.probe.root_fs()?;
+    let state = boot_state::read(&fs);
+    info!(
+        secure_boot = ?state.secure_boot,
+        tpm_present = state.tpm.present,
+        "boot state read"
+    );
+    print_line(&format!("{BOOT_CONSOLE_PREFIX}{}", state.summary()));
+    Ok(StepOutcome::Done)
 }
 
 /// Checks the TPM event log against the expected PCR values.
@@ -160,11 +179,11 @@ pub fn console_line(detection: &Detection) -> String {
 
 fn print_line(line: &str) {
     let mut stdout = std::io::stdout().lock();
-    // The line is for boot tests only, so a closed stdout is not an error.
+    // The console lines are informational, so a closed stdout is not an error.
     if writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
         .is_err()
     {
-        warn!("failed to print the platform line to stdout");
+        warn!("failed to print a console line to stdout");
     }
 }

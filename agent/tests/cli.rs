@@ -199,7 +199,8 @@ fn early_prints_console_line() {
     assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(
         stdout_text(&output),
-        "appliance-agent early: platform is_vm=true hypervisor=kvm gpu_passthrough=true\n"
+        "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
+         appliance-agent early: platform is_vm=true hypervisor=kvm gpu_passthrough=true\n"
     );
     let written: Value = serde_json::from_str(
         &fs::read_to_string(state.path().join("platform.json")).expect("platform.json"),
@@ -221,7 +222,8 @@ fn early_logs_skipped_steps() {
     assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(
         stdout_text(&output),
-        "appliance-agent early: platform is_vm=false hypervisor=none gpu_passthrough=false\n"
+        "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
+         appliance-agent early: platform is_vm=false hypervisor=none gpu_passthrough=false\n"
     );
     let log = stderr_text(&output);
     for step in [
@@ -253,10 +255,14 @@ fn early_continues_after_detection_failure() {
     ]);
 
     assert!(output.status.success(), "{}", stderr_text(&output));
-    assert_eq!(
-        stdout_text(&output),
-        "appliance-agent early: platform detection failed\n"
+    let stdout = stdout_text(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("appliance-agent early: boot "),
+        "{stdout}"
     );
+    assert_eq!(lines[1], "appliance-agent early: platform detection failed");
     assert!(stderr_text(&output).contains("/nonexistent/cpuid.json"));
 }
 
