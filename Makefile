@@ -6,6 +6,8 @@
 # Both install the host packages they need first (idempotent).
 
 APPLIANCE_CACHE ?= /var/cache/appliance
+# rustup installs cargo here; non-login shells (CI) may not have it on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 export APPLIANCE_CACHE
 # Outside the clone, so a fresh clone on a machine that built before reuses it.
 export CARGO_TARGET_DIR ?= $(APPLIANCE_CACHE)/target

@@ -10,9 +10,9 @@ use crate::rootfs::{describe_error, RootFs};
 /// efivarfs names carry the vendor GUID; these variables belong to the UEFI
 /// global namespace (EFI_GLOBAL_VARIABLE, UEFI 2.10 section 3.3).
 const SECURE_BOOT_VAR: &str =
-    "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-aa0d-00a0c98e6f3e";
+    "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 const SETUP_MODE_VAR: &str =
-    "/sys/firmware/efi/efivars/SetupMode-8be4df61-93ca-11d0-aa0d-00a0c98e6f3e";
+    "/sys/firmware/efi/efivars/SetupMode-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 /// Secure Boot as the firmware reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
