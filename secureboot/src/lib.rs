@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod eventlog;
 pub mod pcr;
 pub mod pe;
 pub mod phase;

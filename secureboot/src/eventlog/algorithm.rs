@@ -59,9 +59,11 @@ impl HashAlgorithm {
 
     /// Looks up a known algorithm by name, ignoring case.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::KNOWN
-            .into_iter()
-            .find(|algorithm| algorithm.name().is_some_and(|own| own.eq_ignore_ascii_case(name)))
+        Self::KNOWN.into_iter().find(|algorithm| {
+            algorithm
+                .name()
+                .is_some_and(|own| own.eq_ignore_ascii_case(name))
+        })
     }
 
     /// Returns the digest size in bytes that the algorithm defines, or `None` for an algorithm

@@ -2,7 +2,7 @@
 
 use super::algorithm::HashAlgorithm;
 
-/// Why an event log could not be parsed.
+/// An error from parsing an event log.
 ///
 /// Records are numbered from 0 in log order, and record 0 of a crypto-agile log is its Spec ID
 /// event. Offsets are byte offsets from the start of the log. `offset` is where the record

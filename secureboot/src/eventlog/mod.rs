@@ -202,7 +202,11 @@ impl<'a> EventLog<'a> {
     /// SHA-1 alone.
     pub fn algorithms(&self) -> Vec<HashAlgorithm> {
         match &self.spec_id {
-            Some(spec_id) => spec_id.algorithms.iter().map(|entry| entry.algorithm).collect(),
+            Some(spec_id) => spec_id
+                .algorithms
+                .iter()
+                .map(|entry| entry.algorithm)
+                .collect(),
             None => vec![HashAlgorithm::SHA1],
         }
     }

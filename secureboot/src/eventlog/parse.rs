@@ -136,7 +136,9 @@ fn parse_spec_id(record: &EventRecord<'_>, data_end: usize) -> Result<SpecIdEven
         return Err(EventLogError::SpecIdNoAlgorithms);
     }
     // Check the whole list up front, so that a corrupt count fails here with its full extent.
-    let list_len = usize::try_from(count).unwrap_or(usize::MAX).saturating_mul(4);
+    let list_len = usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4);
     reader.check(list_len, "algorithm list")?;
 
     let mut algorithms: Vec<AlgorithmSize> = Vec::new();

@@ -23,7 +23,7 @@ pub struct BankReplay {
     /// The bank.
     pub bank: PcrBank,
     /// Each PCR that a record extends, and PCR 0 when the log has a StartupLocality event.
-    /// PCRs absent here are at their reset value as far as the log knows.
+    /// PCRs absent here replay to their reset value, zero bytes.
     pub pcrs: BTreeMap<PcrIndex, PcrReplay>,
 }
 
