@@ -83,7 +83,7 @@ unit-test: setup
 	cargo test --locked --workspace
 
 qemu-test: image
-	/usr/bin/python3 -m pytest -v qemu-tests
+	/usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.
