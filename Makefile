@@ -32,7 +32,7 @@ IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '
 
 all: image
 
-setup: $(STAMP_SETUP) $(TOOLS)/usr/bin/ukify $(KEYS)/db.crt
+setup: $(STAMP_SETUP) $(TOOLS)/usr/bin/ukify $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 
 $(STAMP_SETUP): image/setup-host.sh
 	bash image/setup-host.sh
@@ -42,7 +42,7 @@ $(TOOLS)/usr/bin/ukify: image/tools/mkosi.conf | $(STAMP_SETUP)
 	cd image/tools && ../mkosi --tools-tree= --output-directory=$(APPLIANCE_CACHE) -f build
 	touch $@
 
-$(KEYS)/db.crt: image/genkeys.sh
+$(KEYS)/db.crt $(KEYS)/pcr-signing.crt: image/genkeys.sh
 	bash image/genkeys.sh $(KEYS)
 
 $(AGENT_BIN): $(AGENT_SOURCES) | $(STAMP_SETUP)
@@ -52,7 +52,7 @@ build/packages/stamp: $(AGENT_BIN) image/build-packages.sh $(shell find image/ag
 	bash image/build-packages.sh $(AGENT_BIN) build/packages $(VERSION)
 	touch $@
 
-$(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt | setup
+$(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing.crt | setup
 	$(MKOSI) -f build
 	$(SANDBOX) /usr/bin/python3 image/check-image.py $(IMAGE_DIR)
 

@@ -1,5 +1,7 @@
 #!/bin/bash
-# Generate the Secure Boot keys (PK, KEK, db) that sign and admit the image.
+# Generate the Secure Boot keys (PK, KEK, db) that sign and admit the image,
+# and the PCR signing key whose signature over the expected PCR 11 values is
+# embedded in the UKI (.pcrsig, with the public key in .pcrpkey).
 # These are test and development keys: each machine makes its own, and they
 # never enter git. A vendor release uses keys kept offline or in an HSM.
 set -euo pipefail
@@ -8,7 +10,7 @@ keys=${1:?usage: genkeys.sh KEYS_DIR}
 mkdir -p "$keys"
 chmod 700 "$keys"
 
-for name in PK KEK db; do
+for name in PK KEK db pcr-signing; do
     if [ -f "$keys/$name.key" ] && [ -f "$keys/$name.crt" ]; then
         continue
     fi
