@@ -103,11 +103,12 @@ impl From<PcrBank> for HashAlgorithm {
 }
 
 impl fmt::Display for HashAlgorithm {
-    /// Writes the name, or the identifier in hexadecimal for an algorithm without one.
+    /// Writes the name, or the identifier in hexadecimal for an algorithm without one, padded
+    /// to the requested width.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "algorithm {:#06x}", self.0),
+            Some(name) => f.pad(name),
+            None => f.pad(&format!("algorithm {:#06x}", self.0)),
         }
     }
 }

@@ -189,11 +189,12 @@ impl EventType {
 }
 
 impl fmt::Display for EventType {
-    /// Writes the PFP name, or the value in hexadecimal for a type without one.
+    /// Writes the PFP name, or the value in hexadecimal for a type without one, padded to the
+    /// requested width.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "{:#010x}", self.0),
+            Some(name) => f.pad(name),
+            None => f.pad(&format!("{:#010x}", self.0)),
         }
     }
 }
