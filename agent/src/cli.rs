@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::detect::CpuidInfo;
+use crate::eventlog_command::EventlogArgs;
 use crate::rootfs::{FsOverrides, RootFs};
 
 /// Agent of the secure AI appliance.
@@ -21,6 +22,8 @@ pub enum Command {
     Detect(DetectArgs),
     /// Run the initrd steps before switch-root and record the platform for `serve`.
     Early(EarlyArgs),
+    /// Replay a saved TCG event log and compare it with PCR values read from the TPM.
+    Eventlog(EventlogArgs),
     /// Serve the local API.
     Serve(ServeArgs),
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod detect;
 pub mod detect_command;
 pub mod early;
+pub mod eventlog_command;
 pub mod logging;
 pub mod platform;
 pub mod rootfs;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use appliance_agent::cli::{Cli, Command};
-use appliance_agent::{detect_command, early, logging, serve};
+use appliance_agent::{detect_command, early, eventlog_command, logging, serve};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -11,6 +11,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Detect(args) => detect_command::run(args),
         Command::Early(args) => early::run(args),
+        // It has exit statuses of its own, which --help documents.
+        Command::Eventlog(args) => return eventlog_command::run(args),
         Command::Serve(args) => serve::run(args),
     };
 
