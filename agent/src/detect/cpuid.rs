@@ -158,14 +158,11 @@ mod host {
         }
     }
 
-    // Newer toolchains declare `__cpuid` safe, but the workspace's minimum
-    // Rust version (1.85) still requires `unsafe` around it.
-    #[allow(unused_unsafe)]
+    /// Executes CPUID. Every x86_64 CPU implements the instruction, so
+    /// `__cpuid` is safe there; a leaf the CPU lacks returns undefined
+    /// values, never a fault.
     fn cpuid(leaf: u32) -> CpuidResult {
-        // SAFETY: every x86_64 CPU implements the CPUID instruction, and it
-        // only reads CPU state. Leaves the CPU does not implement return
-        // undefined values, not a fault.
-        unsafe { __cpuid(leaf) }
+        __cpuid(leaf)
     }
 
     /// Joins EBX, ECX and EDX into the vendor text, dropping trailing NULs
