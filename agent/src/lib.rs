@@ -11,6 +11,7 @@ pub mod detect_command;
 pub mod early;
 pub mod eventlog_command;
 pub mod logging;
+pub mod measurements;
 pub mod platform;
 pub mod rootfs;
 pub mod serve;
