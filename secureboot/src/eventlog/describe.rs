@@ -171,7 +171,7 @@ fn utf16(data: &[u8]) -> Option<String> {
 }
 
 fn utf16_units(data: &[u8]) -> Option<Vec<u16>> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return None;
     }
     Some(
