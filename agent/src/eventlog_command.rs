@@ -238,7 +238,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))
         .unwrap_or(text);
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let values: Option<Vec<u32>> = digits.chars().map(|c| c.to_digit(16)).collect();
