@@ -4,3 +4,4 @@
 
 pub mod pcrs;
 pub mod userspace_log;
+pub mod verify;

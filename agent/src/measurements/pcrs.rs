@@ -44,7 +44,7 @@ pub fn read_bank(fs: &RootFs, bank: &str) -> io::Result<BTreeMap<u32, Vec<u8>>> 
 
 /// Decodes hex digits of either case; `None` on an odd length or a non-hex digit.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
