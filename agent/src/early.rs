@@ -14,10 +14,14 @@ use tracing::{info, warn};
 use crate::boot_state;
 use crate::cli::EarlyArgs;
 use crate::detect::{self, Detection};
+use crate::measurements::{self, verify::CheckStatus};
 use crate::platform::{self, PlatformState, FORMAT_VERSION};
 
 /// Prefix of the line that boot tests look for on the serial console.
 pub const CONSOLE_PREFIX: &str = "appliance-agent early: platform ";
+
+/// Prefix of the console lines with the measured-boot verdict.
+pub const MEASUREMENTS_CONSOLE_PREFIX: &str = "appliance-agent early: measurements ";
 
 /// Prefix of the console line with Secure Boot and TPM state.
 pub const BOOT_CONSOLE_PREFIX: &str = "appliance-agent early: boot ";
@@ -34,7 +38,7 @@ pub fn run(args: &EarlyArgs) -> anyhow::Result<()> {
     info!(state_dir = %args.state_dir.display(), "early boot steps started");
 
     run_step("read_boot_state", || read_boot_state(args))?;
-    run_step("verify_measurements", verify_measurements)?;
+    run_step("verify_measurements", || verify_measurements(args))?;
     run_step("unseal_vault", unseal_vault)?;
     run_step("detect_platform", || detect_platform(args))?;
     run_step("strip_clipboard_agents", strip_clipboard_agents)?;
@@ -70,13 +74,53 @@ fn read_boot_state(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
     Ok(StepOutcome::Done)
 }
 
-/// Checks the TPM event log against the expected PCR values.
-fn verify_measurements() -> anyhow::Result<StepOutcome> {
-    // TODO: compare the TPM event log with the signed PCR policy once the
-    // TPM code exists. Until then the boot is not verified here.
-    Ok(StepOutcome::Skipped(
-        "measurement verification is not implemented yet",
-    ))
+/// Checks the TPM's PCRs against the event logs and records the result.
+/// A failed check does not stop the boot: the appliance comes up locked and
+/// reports why, which an operator can only read if it boots.
+fn verify_measurements(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
+    let fs = args.probe.root_fs()?;
+    let report = measurements::run_checks(&fs);
+
+    for check in &report.checks {
+        match check.status {
+            CheckStatus::Passed => {
+                info!(check = %check.name, summary = %check.summary, "measurement check passed")
+            }
+            CheckStatus::Unverifiable => {
+                warn!(check = %check.name, summary = %check.summary, "measurement check unverifiable")
+            }
+            CheckStatus::Failed => {
+                tracing::error!(check = %check.name, summary = %check.summary, "measurement check failed")
+            }
+        }
+        for mismatch in &check.mismatches {
+            print_line(&format!(
+                "{MEASUREMENTS_CONSOLE_PREFIX}{} PCR {} ({}) expected {} actual {}",
+                check.name, mismatch.pcr, mismatch.bank, mismatch.expected, mismatch.actual
+            ));
+            for event in &mismatch.events {
+                print_line(&format!("{MEASUREMENTS_CONSOLE_PREFIX}  {event}"));
+            }
+        }
+    }
+    let verdict = serde_json::to_value(report.verdict)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|check| check.status != CheckStatus::Passed)
+        .map(|check| check.name.as_str())
+        .collect();
+    print_line(&format!(
+        "{MEASUREMENTS_CONSOLE_PREFIX}verdict={verdict} not_passed=[{}]",
+        failed.join(",")
+    ));
+
+    let path = measurements::write_report(&args.state_dir, &report)?;
+    info!(path = %path.display(), verdict, "measurement report written");
+    Ok(StepOutcome::Done)
 }
 
 /// Unseals the vault key from the TPM and opens the LUKS volume.

@@ -18,6 +18,7 @@ use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
+use crate::measurements;
 use crate::rootfs::RootFs;
 use crate::{early, platform};
 
@@ -61,10 +62,21 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         tpm_device = boot.tpm.device.as_deref().unwrap_or("none"),
         "boot state read"
     );
+    let measurements = match measurements::read_report(&args.state_dir) {
+        Ok(report) => {
+            info!(verdict = ?report.verdict, "measurement report from early boot loaded");
+            Some(report)
+        }
+        Err(err) => {
+            warn!(error = %format!("{err:#}"), "no measurement report from early boot");
+            None
+        }
+    };
     let router = api::router(Arc::new(ApiState {
         detection,
         config,
         boot,
+        measurements,
     }));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();

@@ -23,6 +23,7 @@ fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
         detection: detect_fixture(&fixture(relative)),
         config,
         boot: enforcing_boot(),
+        measurements: None,
     })
 }
 
@@ -203,6 +204,7 @@ async fn unbound_passthrough_gpu_not_usable() {
         detection,
         config: Config::default(),
         boot: enforcing_boot(),
+        measurements: None,
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -253,6 +255,7 @@ async fn container_on_bare_metal_warns() {
         detection,
         config: Config::default(),
         boot: enforcing_boot(),
+        measurements: None,
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -329,4 +332,42 @@ async fn boot_status_shape() {
     assert_eq!(body["tpm"]["present"], true);
     assert_eq!(body["tpm"]["version"], "2");
     assert_eq!(body["tpm"]["device"], "/dev/tpmrm0");
+}
+
+#[tokio::test]
+async fn boot_measurements_missing_is_503() {
+    let (status, body) = call(
+        state("vm/kvm-q35", false),
+        Method::GET,
+        "/api/boot/measurements",
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("unverified"));
+}
+
+#[tokio::test]
+async fn boot_measurements_report_returned() {
+    use appliance_agent::measurements::verify::{Check, CheckStatus};
+    use appliance_agent::measurements::MeasurementReport;
+
+    let mut state = Arc::into_inner(state("vm/kvm-q35", false)).expect("sole owner");
+    state.measurements = Some(MeasurementReport::from_checks(vec![Check {
+        name: "pcr15_unused".to_owned(),
+        status: CheckStatus::Passed,
+        summary: "zero".to_owned(),
+        mismatches: Vec::new(),
+    }]));
+
+    let (status, body) = call(Arc::new(state), Method::GET, "/api/boot/measurements").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["verdict"], "verified");
+    assert_eq!(body["bank"], "sha256");
+    assert_eq!(body["checks"][0]["name"], "pcr15_unused");
+    assert_eq!(body["checks"][0]["status"], "passed");
 }

@@ -200,6 +200,7 @@ fn early_prints_console_line() {
     assert_eq!(
         stdout_text(&output),
         "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
+         appliance-agent early: measurements verdict=unverifiable not_passed=[tpm]\n\
          appliance-agent early: platform is_vm=true hypervisor=kvm gpu_passthrough=true\n"
     );
     let written: Value = serde_json::from_str(
@@ -223,23 +224,22 @@ fn early_logs_skipped_steps() {
     assert_eq!(
         stdout_text(&output),
         "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
+         appliance-agent early: measurements verdict=unverifiable not_passed=[tpm]\n\
          appliance-agent early: platform is_vm=false hypervisor=none gpu_passthrough=false\n"
     );
     let log = stderr_text(&output);
-    for step in [
-        "verify_measurements",
-        "unseal_vault",
-        "strip_clipboard_agents",
-    ] {
+    for step in ["unseal_vault", "strip_clipboard_agents"] {
         assert!(
             log.contains(&format!("step skipped step=\"{step}\"")),
             "{step}: {log}"
         );
     }
-    assert!(
-        log.contains("step finished step=\"detect_platform\""),
-        "{log}"
-    );
+    for step in ["read_boot_state", "verify_measurements", "detect_platform"] {
+        assert!(
+            log.contains(&format!("step finished step=\"{step}\"")),
+            "{step}: {log}"
+        );
+    }
 }
 
 #[test]
@@ -257,12 +257,16 @@ fn early_continues_after_detection_failure() {
     assert!(output.status.success(), "{}", stderr_text(&output));
     let stdout = stdout_text(&output);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
         lines[0].starts_with("appliance-agent early: boot "),
         "{stdout}"
     );
-    assert_eq!(lines[1], "appliance-agent early: platform detection failed");
+    assert!(
+        lines[1].starts_with("appliance-agent early: measurements verdict="),
+        "{stdout}"
+    );
+    assert_eq!(lines[2], "appliance-agent early: platform detection failed");
     assert!(stderr_text(&output).contains("/nonexistent/cpuid.json"));
 }
 

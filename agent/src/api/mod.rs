@@ -14,12 +14,15 @@ use serde_json::json;
 use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
+use crate::measurements::MeasurementReport;
 
 /// Data the handlers read. It does not change while the server runs.
 pub struct ApiState {
     pub detection: Detection,
     pub config: Config,
     pub boot: BootState,
+    /// The early stage's measured-boot report; `None` when it did not run.
+    pub measurements: Option<MeasurementReport>,
 }
 
 /// Builds the router with every route of the API.
@@ -28,6 +31,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/health", get(health))
         .route("/api/vm/status", get(vm_status))
         .route("/api/boot/status", get(boot_status))
+        .route("/api/boot/measurements", get(boot_measurements))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -43,6 +47,18 @@ async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStat
 
 async fn boot_status(State(state): State<Arc<ApiState>>) -> Json<BootState> {
     Json(state.boot.clone())
+}
+
+async fn boot_measurements(State(state): State<Arc<ApiState>>) -> Response {
+    match &state.measurements {
+        Some(report) => Json(report).into_response(),
+        None => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no measurement report: the early boot stage did not record one in /run/appliance, \
+             so this boot is unverified"
+                .to_owned(),
+        ),
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {
