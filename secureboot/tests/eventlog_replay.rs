@@ -4,6 +4,8 @@
 #[path = "support/eventlog_writer.rs"]
 mod eventlog_writer;
 
+use std::path::Path;
+
 use appliance_secureboot::eventlog::{
     compare, EventLog, EventType, HashAlgorithm, LogFormat, Outcome, RecordedPcr, Unverifiable,
 };
@@ -597,4 +599,22 @@ fn unverifiable_messages_name_cause() {
         let message = reason.to_string();
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
+}
+
+#[test]
+fn fuzz_seeds_parse() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/eventlog");
+    let mut paths: Vec<_> = std::fs::read_dir(&directory)
+        .expect("seed folder")
+        .map(|entry| entry.expect("seed entry").path())
+        .collect();
+    paths.sort();
+
+    for path in &paths {
+        let bytes = std::fs::read(path).expect("read seed");
+        let log =
+            EventLog::parse(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert!(!log.replay().banks.is_empty(), "{}", path.display());
+    }
+    assert_eq!(paths.len(), 3);
 }
