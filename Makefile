@@ -17,6 +17,7 @@ TOOLS         := $(APPLIANCE_CACHE)/tools-trixie
 MKOSI         := image/mkosi --tools-tree=$(TOOLS)
 SANDBOX       := $(MKOSI) sandbox
 KEYS          ?= keys
+export KEYS
 AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw

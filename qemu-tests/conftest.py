@@ -1,5 +1,6 @@
 """Shared set-up of the QEMU boot tests: paths to the built artefacts."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ sys.path.insert(0, str(HERE))
 
 IMAGE_DIR = TOP / "build/image"
 OVMF_VARS = TOP / "build/ovmf/vars.fd"
+# The Makefile exports KEYS when it is set to another folder.
+KEYS = (TOP / os.environ.get("KEYS", "keys")).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -20,4 +23,5 @@ def artefacts():
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
         pytest.fail(f"missing build outputs {missing}; run `make image` first")
-    return {"qcow2": needed[0], "raw": needed[1], "ovmf_vars": OVMF_VARS}
+    return {"qcow2": needed[0], "raw": needed[1], "ovmf_vars": OVMF_VARS, "keys": KEYS}
+

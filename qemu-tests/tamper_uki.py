@@ -3,12 +3,19 @@
 
 Runs inside the tools tree (pefile, mtools, sbsigntool, openssl):
 
-    tamper_uki.py flip-byte   RAW_IN RAW_OUT
+    tamper_uki.py flip-byte   RAW_IN RAW_OUT WORKDIR
     tamper_uki.py foreign-key RAW_IN RAW_OUT WORKDIR
+    tamper_uki.py cmdline     RAW_IN RAW_OUT WORKDIR KEYS_DIR
+    tamper_uki.py initrd      RAW_IN RAW_OUT WORKDIR KEYS_DIR
 
 flip-byte changes one byte inside the UKI's .linux section and leaves the
 signature as it was. foreign-key strips our signature and signs the UKI with
 a freshly generated key that the firmware's db does not hold.
+
+cmdline and initrd model an attacker who holds our db key but not the PCR
+signing key: they change the kernel command line, or append bytes to the
+initrd, and re-sign the UKI with the db key in KEYS_DIR. The firmware then
+boots it, and only the signed PCR 11 policy can tell.
 """
 
 import shutil
@@ -51,6 +58,55 @@ def flip_byte(uki):
     uki.write_bytes(bytes(data))
 
 
+def section_bytes(uki, name):
+    pe = pefile.PE(str(uki), fast_load=True)
+    section = next(s for s in pe.sections if s.Name.rstrip(b"\0") == name)
+    data = section.get_data()[:section.Misc_VirtualSize]
+    pe.close()
+    return data
+
+
+def replace_section(uki, name, content):
+    """Rewrite section NAME with CONTENT, which must fit its raw size."""
+    pe = pefile.PE(str(uki))
+    section = next(s for s in pe.sections if s.Name.rstrip(b"\0") == name)
+    if len(content) > section.SizeOfRawData:
+        sys.exit(f"tamper_uki: new {name.decode()} does not fit in {section.SizeOfRawData} bytes")
+    offset = section.PointerToRawData
+    section.Misc_VirtualSize = len(content)
+    data = bytearray(pe.write())
+    pe.close()
+    data[offset:offset + section.SizeOfRawData] = content.ljust(section.SizeOfRawData, b"\0")
+    uki.write_bytes(bytes(data))
+
+
+def grow_section(uki, name, extra):
+    """Append EXTRA to section NAME inside its file-alignment slack, so no
+    other section moves."""
+    pe = pefile.PE(str(uki))
+    section = next((s for s in pe.sections if s.Name.rstrip(b"\0") == name), None)
+    if section is None:
+        sys.exit(f"tamper_uki: {uki} has no {name.decode()} section")
+    used = section.Misc_VirtualSize
+    if used + len(extra) > section.SizeOfRawData:
+        sys.exit(f"tamper_uki: {name.decode()} has {section.SizeOfRawData - used} bytes of slack, "
+                 f"need {len(extra)}")
+    offset = section.PointerToRawData + used
+    section.Misc_VirtualSize = used + len(extra)
+    data = bytearray(pe.write())
+    pe.close()
+    data[offset:offset + len(extra)] = extra
+    uki.write_bytes(bytes(data))
+
+
+def resign_with_db_key(uki, keys):
+    subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
+    signed = uki.with_suffix(".signed")
+    subprocess.run(["sbsign", "--key", Path(keys) / "db.key", "--cert", Path(keys) / "db.crt",
+                    "--output", signed, uki], check=True, capture_output=True)
+    shutil.move(signed, uki)
+
+
 def sign_with_foreign_key(uki, workdir):
     key, cert = workdir / "foreign.key", workdir / "foreign.crt"
     subprocess.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
@@ -64,8 +120,8 @@ def sign_with_foreign_key(uki, workdir):
 
 
 def main():
-    mode, raw_in, raw_out = sys.argv[1], sys.argv[2], sys.argv[3]
-    workdir = Path(sys.argv[4] if len(sys.argv) > 4 else Path(raw_out).parent)
+    mode, raw_in, raw_out, workdir = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])
+    keys = sys.argv[5] if len(sys.argv) > 5 else None
     copy_image(raw_in, raw_out)
     name = find_uki(raw_out)
     uki = workdir / "uki.efi"
@@ -74,6 +130,24 @@ def main():
         flip_byte(uki)
     elif mode == "foreign-key":
         sign_with_foreign_key(uki, workdir)
+    elif mode in ("cmdline", "initrd") and keys is None:
+        sys.exit(f"tamper_uki: {mode} needs the KEYS_DIR that holds db.key and db.crt")
+    elif mode == "cmdline":
+        subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
+        # The added parameter has a dot, so the kernel treats it as an
+        # unknown module option and ignores it. The terminator (NUL or
+        # newline) stays as the build wrote it.
+        original = section_bytes(uki, b".cmdline")
+        cmdline = original.rstrip(b"\0\n")
+        terminator = original[len(cmdline):]
+        replace_section(uki, b".cmdline", cmdline + b" appliance.tampered=1" + terminator)
+        resign_with_db_key(uki, keys)
+    elif mode == "initrd":
+        subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
+        # The kernel skips zero padding between initramfs archives, so the
+        # boot still works while the measured content differs.
+        grow_section(uki, b".initrd", b"\0" * 4)
+        resign_with_db_key(uki, keys)
     else:
         sys.exit(f"tamper_uki: unknown mode {mode!r}; use flip-byte or foreign-key")
     subprocess.run(["mcopy", "-o", "-i", mtools_image(raw_out), uki, name], check=True)

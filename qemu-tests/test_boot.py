@@ -65,6 +65,15 @@ def test_vm_status_from_host(guest):
     assert any("snapshot" in line.lower() for line in notice["details"])
 
 
+def test_measurements_verified(guest):
+    report = guest.get_json("/api/boot/measurements")
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["event_log"]["status"] == "passed", checks["event_log"]
+    assert checks["pcr15_unused"]["status"] == "passed", checks["pcr15_unused"]
+    assert report["verdict"] == "verified", report
+    assert "appliance-agent early: measurements verdict=verified" in guest.console_text()
+
+
 def test_clean_poweroff(guest):
     guest.stop()
     assert not guest.killed, "QEMU had to be killed: the guest did not power off in time"
