@@ -25,6 +25,7 @@
 mod error;
 pub mod eventlog;
 pub mod pcr;
+pub mod pcrsig;
 pub mod pe;
 pub mod phase;
 mod predict;
