@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use appliance_secureboot::pcrsig::{verify_pcrsig, PcrSigError};
 use appliance_secureboot::{
     predict_pcr11, read_image, Error, Pcr11Options, Pcr11Prediction, PcrBank, PhasePath, Uki,
 };
@@ -44,6 +45,19 @@ enum Command {
         /// UKI to read.
         uki: PathBuf,
     },
+    /// Check the signed PCR 11 policies in a UKI's .pcrsig section against this tool's PCR 11
+    /// prediction and the .pcrpkey key, for each phase path that systemd-measure signs by
+    /// default. Exits with 0 only if every check verifies.
+    VerifyPcrsig {
+        /// UKI to read.
+        uki: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Profile of a multi-profile UKI whose sections are checked.
+        #[arg(long, default_value_t = 0)]
+        profile: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +83,9 @@ fn main() -> ExitCode {
             run_pcr11(&uki, json, &options)
         }
         Command::Sections { uki } => run_sections(&uki),
+        Command::VerifyPcrsig { uki, json, profile } => {
+            return run_verify_pcrsig(&uki, json, profile);
+        }
     };
 
     match result {
@@ -152,6 +169,31 @@ fn run_sections(path: &Path) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Prints the PCR signature report; exits with 0 only if every check verified.
+fn run_verify_pcrsig(path: &Path, json: bool, profile: u32) -> ExitCode {
+    let report = read_image(path)
+        .map_err(PcrSigError::from)
+        .and_then(|bytes| verify_pcrsig(&Uki::parse(&bytes)?, profile));
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("appliance-secureboot: error: {}", error_chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    if report.all_verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Joins an error and its sources into one line, so that each cause appears once.
