@@ -89,14 +89,10 @@ impl Verdict {
     /// Combines per-PCR results. A mismatch outranks an unverifiable PCR, because it shows that
     /// the log and the TPM disagree.
     pub fn of(comparisons: &[PcrComparison]) -> Self {
-        let has = |name: &str| {
-            comparisons
-                .iter()
-                .any(|comparison| comparison.outcome.name() == name)
-        };
-        if has("mismatch") {
+        let outcomes = || comparisons.iter().map(|comparison| &comparison.outcome);
+        if outcomes().any(|outcome| matches!(outcome, Outcome::Mismatch { .. })) {
             Self::Mismatch
-        } else if has("unverifiable") {
+        } else if outcomes().any(|outcome| matches!(outcome, Outcome::Unverifiable(_))) {
             Self::Unverifiable
         } else {
             Self::Match
