@@ -44,7 +44,7 @@ impl HashAlgorithm {
         self.0
     }
 
-    /// Returns the lower-case name that the kernel's sysfs and tpm2-tools use, or `None` for an
+    /// Returns the lower-case name (sha1, sha256, sha384, sha512 or sm3_256), or `None` for an
     /// algorithm outside [`Self::KNOWN`].
     pub const fn name(self) -> Option<&'static str> {
         match self {
