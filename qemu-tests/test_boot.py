@@ -69,6 +69,7 @@ def test_measurements_verified(guest):
     report = guest.get_json("/api/boot/measurements")
     checks = {check["name"]: check for check in report["checks"]}
     assert checks["event_log"]["status"] == "passed", checks["event_log"]
+    assert checks["pcr11_signed_policy"]["status"] == "passed", checks["pcr11_signed_policy"]
     assert checks["pcr15_unused"]["status"] == "passed", checks["pcr15_unused"]
     assert report["verdict"] == "verified", report
     assert "appliance-agent early: measurements verdict=verified" in guest.console_text()

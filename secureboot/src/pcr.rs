@@ -180,6 +180,15 @@ impl PcrValue {
         }
     }
 
+    /// Returns a PCR value read from a TPM, or `None` when `bytes` is not one
+    /// digest of `bank` long.
+    pub fn from_bytes(bank: PcrBank, bytes: &[u8]) -> Option<Self> {
+        (bytes.len() == bank.digest_len()).then(|| Self {
+            bank,
+            value: bytes.to_vec(),
+        })
+    }
+
     /// Extends the PCR with a digest: the new value is the hash of the old value followed by
     /// `digest`, as TPM2_PCR_Extend computes it.
     ///

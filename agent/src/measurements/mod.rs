@@ -103,8 +103,18 @@ pub fn run_checks(fs: &RootFs) -> MeasurementReport {
         None => Vec::new(),
     };
 
+    let signature = read_optional(&fs.host_path(verify::PCR_SIGNATURE_FILE));
+    let public_key = read_optional(&fs.host_path(verify::PCR_PUBLIC_KEY_FILE));
+    let pcr11_events = verify::pcr_events(firmware_log.as_deref(), &userspace, pcrs::PCR_UKI);
+
     MeasurementReport::from_checks(vec![
         verify::check_event_log(firmware_log.as_deref(), &userspace, &tpm),
+        verify::check_signed_policy(
+            signature.as_deref(),
+            public_key.as_deref(),
+            &tpm,
+            pcr11_events,
+        ),
         verify::check_pcr15_unused(&tpm),
     ])
 }

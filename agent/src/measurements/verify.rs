@@ -3,11 +3,13 @@
 //! log events that explain it.
 
 use appliance_secureboot::eventlog::EventLog;
+use appliance_secureboot::pcrsig::{policy_pcr11_digest, PcrPublicKey, PcrSignatures};
 use appliance_secureboot::PcrBank;
 use appliance_secureboot::PcrIndex;
+use appliance_secureboot::PcrValue;
 use serde::{Deserialize, Serialize};
 
-use super::pcrs::{encode_hex, PCR_VOLUME_KEY};
+use super::pcrs::{encode_hex, PCR_UKI, PCR_VOLUME_KEY};
 use super::userspace_log::UserspaceEvent;
 
 /// PCRs whose whole history the firmware log and systemd's log record:
@@ -15,6 +17,12 @@ use super::userspace_log::UserspaceEvent;
 /// in securityfs, which this check does not replay. PCR 16 is for debugging
 /// and 17 to 23 belong to the dynamic root of trust; neither log covers them.
 pub const CHECKED_PCRS: [u32; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
+
+/// Where systemd-stub puts the UKI's `.pcrsig` in the initrd.
+pub const PCR_SIGNATURE_FILE: &str = "/.extra/tpm2-pcr-signature.json";
+
+/// Where systemd-stub puts the UKI's `.pcrpkey` in the initrd.
+pub const PCR_PUBLIC_KEY_FILE: &str = "/.extra/tpm2-pcr-public-key.pem";
 
 /// The bank every check uses: the one systemd seals and signs policies in.
 pub const BANK: PcrBank = PcrBank::Sha256;
@@ -202,6 +210,143 @@ fn firmware_events(
         .collect()
 }
 
+/// Checks PCR 11 against the policies signed with the PCR signing key,
+/// which systemd-stub hands to the initrd from the UKI's `.pcrsig` and
+/// `.pcrpkey` sections. Secure Boot only proves the UKI was signed with the
+/// db key; this proves its PCR 11 is one the PCR signing key approved.
+pub fn check_signed_policy(
+    signature_json: Option<&[u8]>,
+    public_key_pem: Option<&[u8]>,
+    tpm: &std::collections::BTreeMap<u32, Vec<u8>>,
+    pcr11_events: Vec<String>,
+) -> Check {
+    const NAME: &str = "pcr11_signed_policy";
+    let (Some(signature_json), Some(public_key_pem)) = (signature_json, public_key_pem) else {
+        return Check::new(
+            NAME,
+            CheckStatus::Failed,
+            format!(
+                "no signed PCR 11 policy: {} or {} is missing, so the UKI carries no .pcrsig or \
+                 .pcrpkey section; boot a UKI built by this project",
+                PCR_SIGNATURE_FILE, PCR_PUBLIC_KEY_FILE
+            ),
+        );
+    };
+    let key = match PcrPublicKey::from_pem(public_key_pem) {
+        Ok(key) => key,
+        Err(err) => {
+            return Check::new(
+                NAME,
+                CheckStatus::Failed,
+                format!("{PCR_PUBLIC_KEY_FILE}: {err}"),
+            )
+        }
+    };
+    let signatures = match PcrSignatures::parse(signature_json) {
+        Ok(signatures) => signatures,
+        Err(err) => {
+            return Check::new(
+                NAME,
+                CheckStatus::Failed,
+                format!("{PCR_SIGNATURE_FILE}: {err}"),
+            )
+        }
+    };
+    let Some(actual) = tpm.get(&PCR_UKI) else {
+        return Check::new(
+            NAME,
+            CheckStatus::Unverifiable,
+            format!("the TPM exposes no {BANK} PCR 11"),
+        );
+    };
+    let Some(value) = PcrValue::from_bytes(BANK, actual) else {
+        return Check::new(
+            NAME,
+            CheckStatus::Failed,
+            format!("the TPM's {BANK} PCR 11 has the wrong length"),
+        );
+    };
+    let policy = policy_pcr11_digest(&value);
+
+    let entries: Vec<_> = signatures
+        .entries(BANK)
+        .iter()
+        .filter(|entry| entry.selects_only(PcrIndex::KERNEL_BOOT))
+        .collect();
+    let Some(entry) = entries.iter().find(|entry| entry.policy == policy) else {
+        let signed: Vec<String> = entries
+            .iter()
+            .map(|entry| encode_hex(&entry.policy))
+            .collect();
+        let mut check = Check::new(
+            NAME,
+            CheckStatus::Failed,
+            format!(
+                "PCR 11 matches none of the {} policies signed for this UKI: the kernel, initrd, \
+                 command line or another UKI section differs from what was signed",
+                signed.len()
+            ),
+        );
+        check.mismatches.push(PcrMismatch {
+            pcr: PCR_UKI,
+            bank: BANK.to_string(),
+            expected: format!(
+                "a value whose PolicyPCR digest is one of [{}]",
+                signed.join(", ")
+            ),
+            actual: encode_hex(actual),
+            events: pcr11_events,
+        });
+        return check;
+    };
+    if entry.key_fingerprint != key.fingerprint() {
+        return Check::new(
+            NAME,
+            CheckStatus::Failed,
+            format!(
+                "the policy for PCR 11 was signed by key {}, not by the UKI's key {}",
+                encode_hex(&entry.key_fingerprint),
+                encode_hex(key.fingerprint())
+            ),
+        );
+    }
+    if let Err(err) = key.verify(BANK, &policy, &entry.signature) {
+        return Check::new(
+            NAME,
+            CheckStatus::Failed,
+            format!("the signature over PCR 11's policy is invalid: {err}"),
+        );
+    }
+    Check::new(
+        NAME,
+        CheckStatus::Passed,
+        format!(
+            "PCR 11 matches a policy signed by key {}",
+            encode_hex(key.fingerprint())
+        ),
+    )
+}
+
+/// Lists the log events that extended `pcr`, for a report on that PCR.
+pub fn pcr_events(log_bytes: Option<&[u8]>, userspace: &[UserspaceEvent], pcr: u32) -> Vec<String> {
+    let mut events = Vec::new();
+    if let Some(log) = log_bytes.and_then(|bytes| EventLog::parse(bytes).ok()) {
+        events = firmware_events(&log, &log.replay(), PcrIndex::new(pcr));
+    }
+    events.extend(
+        userspace
+            .iter()
+            .filter(|event| event.pcr == pcr)
+            .map(|event| {
+                format!(
+                    "systemd: {}",
+                    event.description.as_deref().unwrap_or("no description")
+                )
+            }),
+    );
+    events
+}
+
 /// Checks that no volume key has been measured yet: PCR 15 must be all
 /// zeros until the vault opens.
 pub fn check_pcr15_unused(tpm: &std::collections::BTreeMap<u32, Vec<u8>>) -> Check {
@@ -379,6 +524,80 @@ mod tests {
         let check = check_event_log(Some(&log), &[], &tpm);
 
         assert_eq!(check.status, CheckStatus::Passed, "{}", check.summary);
+    }
+
+    const TEST_PUBLIC_KEY: &[u8] =
+        include_bytes!("../../../secureboot/tests/fixtures/pcrsig-test-key/public.pem");
+
+    #[test]
+    fn signed_policy_missing_fails() {
+        let check = check_signed_policy(None, None, &zero_pcrs(), Vec::new());
+
+        assert_eq!(check.status, CheckStatus::Failed);
+        assert!(check.summary.contains(".pcrsig"), "{}", check.summary);
+    }
+
+    #[test]
+    fn signed_policy_other_value_fails() {
+        // A policy signed for some other PCR 11 value: the check must name
+        // PCR 11 and the TPM's value without reaching the signature.
+        let json = format!(
+            r#"{{"sha256":[{{"pcrs":[11],"pkfp":"{}","pol":"{}","sig":"AAAA"}}]}}"#,
+            "00".repeat(32),
+            "11".repeat(32)
+        );
+        let mut tpm = zero_pcrs();
+        tpm.insert(11, vec![0x42; 32]);
+
+        let check = check_signed_policy(
+            Some(json.as_bytes()),
+            Some(TEST_PUBLIC_KEY),
+            &tpm,
+            vec!["systemd: enter-initrd".to_owned()],
+        );
+
+        assert_eq!(check.status, CheckStatus::Failed, "{}", check.summary);
+        assert_eq!(check.mismatches.len(), 1);
+        assert_eq!(check.mismatches[0].pcr, 11);
+        assert_eq!(check.mismatches[0].actual, encode_hex(&[0x42; 32]));
+        assert!(check.mismatches[0].expected.contains(&"11".repeat(32)));
+        assert_eq!(check.mismatches[0].events, vec!["systemd: enter-initrd"]);
+    }
+
+    #[test]
+    fn signed_policy_bad_signature_fails() {
+        let mut tpm = zero_pcrs();
+        tpm.insert(11, vec![0x42; 32]);
+        let value = PcrValue::from_bytes(BANK, &tpm[&11]).expect("length");
+        let key = PcrPublicKey::from_pem(TEST_PUBLIC_KEY).expect("key");
+        let json = format!(
+            r#"{{"sha256":[{{"pcrs":[11],"pkfp":"{}","pol":"{}","sig":"AAAA"}}]}}"#,
+            encode_hex(key.fingerprint()),
+            encode_hex(&policy_pcr11_digest(&value))
+        );
+
+        let check = check_signed_policy(
+            Some(json.as_bytes()),
+            Some(TEST_PUBLIC_KEY),
+            &tpm,
+            Vec::new(),
+        );
+
+        assert_eq!(check.status, CheckStatus::Failed);
+        assert!(check.summary.contains("signature"), "{}", check.summary);
+    }
+
+    #[test]
+    fn signed_policy_invalid_json_fails() {
+        let check =
+            check_signed_policy(Some(b"{"), Some(TEST_PUBLIC_KEY), &zero_pcrs(), Vec::new());
+
+        assert_eq!(check.status, CheckStatus::Failed);
+        assert!(
+            check.summary.contains(PCR_SIGNATURE_FILE),
+            "{}",
+            check.summary
+        );
     }
 
     #[test]
