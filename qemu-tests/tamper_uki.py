@@ -99,8 +99,8 @@ def grow_section(uki, name, extra):
     uki.write_bytes(bytes(data))
 
 
-def resign_with_db_key(uki, keys):
-    subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
+def sign_with_db_key(uki, keys):
+    """Sign an unsigned UKI with our db key, as the image build does."""
     signed = uki.with_suffix(".signed")
     subprocess.run(["sbsign", "--key", Path(keys) / "db.key", "--cert", Path(keys) / "db.crt",
                     "--output", signed, uki], check=True, capture_output=True)
@@ -141,13 +141,13 @@ def main():
         cmdline = original.rstrip(b"\0\n")
         terminator = original[len(cmdline):]
         replace_section(uki, b".cmdline", cmdline + b" appliance.tampered=1" + terminator)
-        resign_with_db_key(uki, keys)
+        sign_with_db_key(uki, keys)
     elif mode == "initrd":
         subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
         # The kernel skips zero padding between initramfs archives, so the
         # boot still works while the measured content differs.
         grow_section(uki, b".initrd", b"\0" * 4)
-        resign_with_db_key(uki, keys)
+        sign_with_db_key(uki, keys)
     else:
         sys.exit(f"tamper_uki: unknown mode {mode!r}; use flip-byte or foreign-key")
     subprocess.run(["mcopy", "-o", "-i", mtools_image(raw_out), uki, name], check=True)
