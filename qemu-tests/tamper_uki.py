@@ -7,6 +7,7 @@ Runs inside the tools tree (pefile, mtools, sbsigntool, openssl):
     tamper_uki.py foreign-key RAW_IN RAW_OUT WORKDIR
     tamper_uki.py cmdline     RAW_IN RAW_OUT WORKDIR KEYS_DIR
     tamper_uki.py initrd      RAW_IN RAW_OUT WORKDIR KEYS_DIR
+    tamper_uki.py update      RAW_IN RAW_OUT WORKDIR KEYS_DIR
 
 flip-byte changes one byte inside the UKI's .linux section and leaves the
 signature as it was. foreign-key strips our signature and signs the UKI with
@@ -16,6 +17,10 @@ cmdline and initrd model an attacker who holds our db key but not the PCR
 signing key: they change the kernel command line, or append bytes to the
 initrd, and re-sign the UKI with the db key in KEYS_DIR. The firmware then
 boots it, and only the signed PCR 11 policy can tell.
+
+update models a release we built: the command line changes as in cmdline,
+and the PCR 11 policy is signed again with the PCR signing key in KEYS_DIR,
+so the new UKI must verify without any change on the machine.
 """
 
 import shutil
@@ -99,6 +104,33 @@ def grow_section(uki, name, extra):
     uki.write_bytes(bytes(data))
 
 
+# systemd-measure's option for each section it measures.
+MEASURE_OPTIONS = {
+    b".linux": "--linux", b".osrel": "--osrel", b".cmdline": "--cmdline",
+    b".initrd": "--initrd", b".ucode": "--ucode", b".splash": "--splash",
+    b".dtb": "--dtb", b".uname": "--uname", b".sbat": "--sbat", b".pcrpkey": "--pcrpkey",
+}
+
+
+def sign_pcr_policy(uki, keys, workdir):
+    """Replace .pcrsig with a policy that systemd-measure signs for UKI's
+    current sections, as the image build does."""
+    pe = pefile.PE(str(uki), fast_load=True)
+    options = []
+    for section in pe.sections:
+        name = section.Name.rstrip(b"\0")
+        if name in MEASURE_OPTIONS:
+            path = workdir / ("section" + name.decode())
+            path.write_bytes(section.get_data()[:section.Misc_VirtualSize])
+            options.append(f"{MEASURE_OPTIONS[name]}={path}")
+    pe.close()
+    signature = subprocess.run(
+        ["/usr/lib/systemd/systemd-measure", "sign", *options, "--bank=sha256", "--json=short",
+         f"--private-key={Path(keys) / 'pcr-signing.key'}"],
+        check=True, capture_output=True).stdout
+    replace_section(uki, b".pcrsig", signature)
+
+
 def sign_with_db_key(uki, keys):
     """Sign an unsigned UKI with our db key, as the image build does."""
     signed = uki.with_suffix(".signed")
@@ -130,9 +162,9 @@ def main():
         flip_byte(uki)
     elif mode == "foreign-key":
         sign_with_foreign_key(uki, workdir)
-    elif mode in ("cmdline", "initrd") and keys is None:
+    elif mode in ("cmdline", "initrd", "update") and keys is None:
         sys.exit(f"tamper_uki: {mode} needs the KEYS_DIR that holds db.key and db.crt")
-    elif mode == "cmdline":
+    elif mode in ("cmdline", "update"):
         subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)
         # The added parameter has a dot, so the kernel treats it as an
         # unknown module option and ignores it. The terminator (NUL or
@@ -141,6 +173,8 @@ def main():
         cmdline = original.rstrip(b"\0\n")
         terminator = original[len(cmdline):]
         replace_section(uki, b".cmdline", cmdline + b" appliance.tampered=1" + terminator)
+        if mode == "update":
+            sign_pcr_policy(uki, keys, workdir)
         sign_with_db_key(uki, keys)
     elif mode == "initrd":
         subprocess.run(["sbattach", "--remove", uki], check=True, capture_output=True)

@@ -1,9 +1,11 @@
-"""Measured boot catches a UKI that Secure Boot accepts but we did not build.
+"""Measured boot tells a UKI we signed from one that only Secure Boot accepts.
 
-Each test changes the UKI on a copy of the raw image and re-signs it with our
-db key, as an attacker holding that key could. The firmware boots it; the
-agent's early stage must find that PCR 11 matches no policy signed with the
-PCR signing key, report the boot as failed, and still bring the API up.
+The tampering tests change the UKI on a copy of the raw image and re-sign it
+with our db key, as an attacker holding that key could. The firmware boots
+it; the agent's early stage must find that PCR 11 matches no policy signed
+with the PCR signing key, report the boot as failed, and still bring the API
+up. The update test signs the new PCR 11 policy too, as a release would, and
+expects a verified boot with nothing changed on the machine.
 """
 
 import pytest
@@ -14,17 +16,21 @@ from tampering import make_tampered_image
 BOOT_TIMEOUT_S = 600
 
 
-@pytest.mark.parametrize("mode", ["cmdline", "initrd"])
-def test_resigned_uki_fails_policy(artefacts, tmp_path, mode):
-    tampered = make_tampered_image(artefacts, tmp_path, mode)
-    vm = ApplianceVM(tampered, artefacts["ovmf_vars"], tmp_path / "vm")
+def boot_and_report(artefacts, tmp_path, mode):
+    """Boot the image changed by MODE; return the report and the console."""
+    image = make_tampered_image(artefacts, tmp_path, mode)
+    vm = ApplianceVM(image, artefacts["ovmf_vars"], tmp_path / "vm")
     vm.start()
     try:
         vm.wait_for_api(BOOT_TIMEOUT_S)
-        report = vm.get_json("/api/boot/measurements")
-        console = vm.console_text()
+        return vm.get_json("/api/boot/measurements"), vm.console_text()
     finally:
         vm.stop()
+
+
+@pytest.mark.parametrize("mode", ["cmdline", "initrd"])
+def test_resigned_uki_fails_policy(artefacts, tmp_path, mode):
+    report, console = boot_and_report(artefacts, tmp_path, mode)
 
     checks = {check["name"]: check for check in report["checks"]}
     policy = checks["pcr11_signed_policy"]
@@ -36,3 +42,12 @@ def test_resigned_uki_fails_policy(artefacts, tmp_path, mode):
     assert "appliance-agent early: measurements verdict=failed" in console
     if mode == "cmdline":
         assert "appliance.tampered=1" in console, "the tampered command line did not boot"
+
+
+def test_signed_update_verifies(artefacts, tmp_path):
+    report, console = boot_and_report(artefacts, tmp_path, "update")
+
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["pcr11_signed_policy"]["status"] == "passed", checks["pcr11_signed_policy"]
+    assert report["verdict"] == "verified", report
+    assert "appliance.tampered=1" in console, "the updated command line did not boot"
