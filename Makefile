@@ -28,7 +28,7 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup image run stop test lint unit-test qemu-test clean
+.PHONY: all setup keys image run stop test lint unit-test qemu-test clean
 .DELETE_ON_ERROR:
 
 all: image
@@ -42,6 +42,9 @@ $(STAMP_SETUP): image/setup-host.sh
 $(TOOLS)/usr/bin/ukify: image/tools/mkosi.conf | $(STAMP_SETUP)
 	cd image/tools && ../mkosi --tools-tree= --output-directory=$(APPLIANCE_CACHE) -f build
 	touch $@
+
+# Secure Boot keys (PK, KEK, db) and the PCR signing key, all in $(KEYS).
+keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 
 $(KEYS)/db.crt $(KEYS)/pcr-signing.crt: image/genkeys.sh
 	bash image/genkeys.sh $(KEYS)
