@@ -6,6 +6,8 @@
 # Both install the host packages they need first (idempotent).
 
 APPLIANCE_CACHE ?= /var/cache/appliance
+# mkosi and the sandbox need absolute paths.
+override APPLIANCE_CACHE := $(abspath $(APPLIANCE_CACHE))
 # rustup installs cargo here; non-login shells (CI) may not have it on PATH.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export APPLIANCE_CACHE
@@ -14,10 +16,16 @@ export CARGO_TARGET_DIR ?= $(APPLIANCE_CACHE)/target
 
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 TOOLS         := $(APPLIANCE_CACHE)/tools-trixie
+KEYS          ?= keys
+override KEYS := $(abspath $(KEYS))
+export KEYS
 MKOSI         := image/mkosi --tools-tree=$(TOOLS)
 SANDBOX       := $(MKOSI) sandbox
-KEYS          ?= keys
-export KEYS
+# Signing keys go on the command line so that KEYS= selects them.
+MKOSI_KEYS    := --secure-boot-key=$(KEYS)/db.key --secure-boot-certificate=$(KEYS)/db.crt \
+                 --sign-expected-pcr-key=$(KEYS)/pcr-signing.key \
+                 --sign-expected-pcr-certificate=$(KEYS)/pcr-signing.crt
+PORT          ?= 8480
 AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
@@ -28,7 +36,7 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test clean
+.PHONY: all setup keys image run stop test lint unit-test qemu-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -56,8 +64,13 @@ build/packages/stamp: $(AGENT_BIN) image/build-packages.sh $(shell find image/ag
 	bash image/build-packages.sh $(AGENT_BIN) build/packages $(VERSION)
 	touch $@
 
-$(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing.crt | setup
-	$(MKOSI) -f build
+# Records which key folder signed the last build, so KEYS= rebuilds.
+build/keys.path: FORCE
+	@mkdir -p build
+	@echo "$(KEYS)" | cmp -s - $@ || echo "$(KEYS)" > $@
+
+$(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing.crt build/keys.path | setup
+	$(MKOSI) $(MKOSI_KEYS) -f build
 	$(SANDBOX) /usr/bin/python3 image/check-image.py $(IMAGE_DIR)
 
 $(IMAGE_DIR)/appliance.qcow2: $(RAW)
@@ -67,14 +80,14 @@ $(IMAGE_DIR)/appliance.vmdk: $(RAW)
 $(IMAGE_DIR)/appliance.vhdx: $(RAW)
 	qemu-img convert -f raw -O vhdx -o subformat=dynamic $< $@
 
-$(OVMF_VARS): $(KEYS)/db.crt image/ovmf-vars.sh | setup
+$(OVMF_VARS): $(KEYS)/db.crt image/ovmf-vars.sh build/keys.path | setup
 	mkdir -p $(dir $@)
 	$(SANDBOX) bash image/ovmf-vars.sh $(KEYS) $@
 
 image: setup $(RAW) $(CONVERTED) $(OVMF_VARS)
 
 run: image
-	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) --state run-state
+	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) --state run-state --port $(PORT)
 
 stop:
 	/usr/bin/python3 qemu-tests/appliance_vm.py stop --state run-state

@@ -14,6 +14,12 @@ for name in PK KEK db pcr-signing; do
     if [ -f "$keys/$name.key" ] && [ -f "$keys/$name.crt" ]; then
         continue
     fi
+    # Half a pair means keys kept elsewhere (an HSM) or a mistake: never
+    # replace a certificate or key that exists.
+    if [ -f "$keys/$name.key" ] || [ -f "$keys/$name.crt" ]; then
+        echo "genkeys: $keys has only one of $name.key and $name.crt; restore the other, or remove both to generate a new pair" >&2
+        exit 1
+    fi
     echo "genkeys: creating $name in $keys" >&2
     openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
         -subj "/CN=Secure AI Appliance $name (development)/" \

@@ -22,6 +22,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+# Rust comes from rustup, not apt: Debian 12's rustc is too old for the crates.
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "setup-host: cargo not found; install Rust 1.95 with rustup (https://rustup.rs), then run make again" >&2
+    exit 1
+fi
+
 missing=()
 for pkg in "${HOST_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

@@ -29,6 +29,8 @@ TOOLS = CACHE / "tools-trixie"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 GUEST_API_PORT = 8480
 KVM_PROBE_RESULT = Path("/run/appliance-kvm-probe")
+# What OVMF and systemd-boot print when Secure Boot rejects an image.
+FIRMWARE_REJECTION = re.compile(r"Access [Dd]enied|Security Violation")
 
 
 def sandbox(*command):
@@ -142,9 +144,19 @@ class ApplianceVM:
             backing_format = "raw" if self.image.suffix == ".raw" else "qcow2"
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
                             "-b", str(self.image), str(disk)], check=True)
-            shutil.copy(self.ovmf_vars, self.state / "vars.fd")
             stamp.write_text(base)
         self.disk = disk
+
+        # The guest's copy of the variable store is replaced whenever the
+        # built one changes (new keys), and only then, so the firmware's own
+        # writes survive a reboot.
+        vars_copy = self.state / "vars.fd"
+        vars_stamp = self.state / "vars.base"
+        vars_base = f"{self.ovmf_vars} {self.ovmf_vars.stat().st_mtime_ns}"
+        if self.fresh_disk or not vars_copy.exists() or not vars_stamp.exists() \
+                or vars_stamp.read_text() != vars_base:
+            shutil.copy(self.ovmf_vars, vars_copy)
+            vars_stamp.write_text(vars_base)
 
     def _start_swtpm(self):
         tpm_state = self.state / "tpm"
@@ -223,11 +235,20 @@ class ApplianceVM:
             return json.loads(response.read())
 
     def wait_for_api(self, timeout):
-        """Poll GET /api/vm/status; return seconds from QEMU start to the first response."""
+        """Poll GET /api/vm/status; return seconds from QEMU start to the first response.
+
+        Raises early when the console shows that the firmware rejected the
+        boot loader or UKI, since the guest then never starts.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.qemu.poll() is not None:
                 raise RuntimeError(f"QEMU exited with {self.qemu.returncode}; see {self.state / 'qemu.log'}")
+            if FIRMWARE_REJECTION.search(self.console_text()):
+                raise RuntimeError(
+                    f"the firmware rejected the boot loader or UKI (Access Denied) in {self.console}: "
+                    "the image was signed with other keys than the variable store enrolls; "
+                    "rebuild both with `make image`, and delete the run's state folder")
             try:
                 self.get_json("/api/vm/status", timeout=3)
                 return time.monotonic() - self.started_at
@@ -268,36 +289,69 @@ class ApplianceVM:
         (self.state / "vm.json").unlink(missing_ok=True)
 
 
-def cmd_run(args):
-    vm = ApplianceVM(args.image, args.ovmf_vars, args.state, host_port=free_port(args.port),
-                     fresh_disk=False)
-    stopping = False
-
-    def request_stop(signum, frame):
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            print("\nappliance: shutting down the guest (ACPI power button)...", flush=True)
-            vm.stop()
-            sys.exit(0)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    vm.start()
-    print(f"appliance: QEMU started ({vm.accel}, Secure Boot enforcing, swtpm TPM 2.0)")
-    print(f"appliance: console log: {vm.console}")
-    print(f"appliance: waiting for the API (under TCG this takes about a minute)...", flush=True)
+def running_qemu_pid(state):
+    """Return the PID recorded in STATE/vm.json if that process still runs."""
+    info = Path(state) / "vm.json"
     try:
-        seconds = vm.wait_for_api(args.timeout)
-    except (TimeoutError, RuntimeError) as err:
-        print(f"appliance: {err}", file=sys.stderr)
-        vm.stop()
+        pid = json.loads(info.read_text())["qemu_pid"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"appliance: ignoring the unreadable record {info}: {err}", file=sys.stderr)
+        return None
+    return pid if _process_alive(pid) else None
+
+
+def cmd_run(args):
+    running = running_qemu_pid(args.state)
+    if running is not None:
+        print(f"appliance: an appliance from {args.state} is already running (process group {running}); "
+              "stop it with `make stop` first", file=sys.stderr)
         return 1
-    print(f"appliance: API answering after {seconds:.0f} s at {vm.api}")
-    print(f"appliance:   curl {vm.api}/api/vm/status")
-    print("appliance: Ctrl-C or `make stop` shuts it down cleanly")
-    vm.qemu.wait()
-    vm.stop()
+
+    port = free_port(args.port)
+    if port != args.port:
+        print(f"appliance: port {args.port} on 127.0.0.1 is in use; forwarding the API to port {port} instead "
+              "(choose one with `make run PORT=N`)")
+    vm = ApplianceVM(args.image, args.ovmf_vars, args.state, host_port=port, fresh_disk=False)
+
+    def interrupt(signum, frame):
+        # Only raise here: the main thread may be inside Popen.wait(), whose
+        # lock a handler that waited on QEMU itself would deadlock on.
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+    try:
+        try:
+            vm.start()
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+            print(f"appliance: failed to start the guest: {err}", file=sys.stderr)
+            return 1
+        print(f"appliance: QEMU started ({vm.accel}) with OVMF in Secure Boot user mode and swtpm")
+        print(f"appliance: console log: {vm.console}")
+        print(f"appliance: the API will be at {vm.api}; waiting for it "
+              "(under TCG about a minute on an idle host)...", flush=True)
+        try:
+            seconds = vm.wait_for_api(args.timeout)
+        except (TimeoutError, RuntimeError) as err:
+            print(f"appliance: {err}", file=sys.stderr)
+            vm.stop(timeout=10)
+            return 1
+        print(f"appliance: API answering after {seconds:.0f} s at {vm.api}")
+        print(f"appliance:   curl {vm.api}/api/vm/status")
+        print("appliance: Ctrl-C or `make stop` shuts it down cleanly", flush=True)
+        vm.qemu.wait()
+    except KeyboardInterrupt:
+        print("\nappliance: shutting down the guest (ACPI power button)...", flush=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        vm.stop()
+    if vm.killed:
+        print("appliance: the guest did not power off in time; QEMU was killed", file=sys.stderr)
+        return 1
     print("appliance: guest powered off")
     return 0
 
@@ -308,7 +362,11 @@ def cmd_stop(args):
     if not info.exists():
         print(f"appliance: no running appliance recorded in {state}")
         return 0
-    pid = json.loads(info.read_text())["qemu_pid"]
+    pid = running_qemu_pid(state)
+    if pid is None:
+        info.unlink(missing_ok=True)
+        print(f"appliance: no running appliance (removed the stale record {info})")
+        return 0
     vm = ApplianceVM.__new__(ApplianceVM)
     vm.qmp_path = state / "qmp.sock"
     deadline = time.monotonic() + 90
@@ -325,7 +383,7 @@ def cmd_stop(args):
                 break
             time.sleep(1)
     if _process_alive(pid):
-        print(f"appliance: the guest did not power off within 90 s; QEMU is still running as PID {pid}",
+        print(f"appliance: the guest did not power off within 90 s; QEMU still runs in process group {pid}",
               file=sys.stderr)
         return 1
     print("appliance: guest powered off")

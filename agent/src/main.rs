@@ -5,6 +5,7 @@ use appliance_agent::{detect_command, early, eventlog_command, logging, serve};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     logging::init();
 
@@ -22,5 +23,17 @@ fn main() -> ExitCode {
             eprintln!("appliance-agent: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Restores the default SIGPIPE action, which Rust's runtime sets to ignore.
+/// Otherwise `appliance-agent detect | head -1` makes `println!` panic on the
+/// closed pipe, and with `panic = "abort"` the process dies with SIGABRT
+/// instead of ending quietly like other command-line tools.
+fn restore_sigpipe() {
+    // SAFETY: called first in main, before any thread exists; setting a
+    // signal's action to SIG_DFL installs no Rust code as a handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
