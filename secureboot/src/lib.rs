@@ -29,6 +29,7 @@ pub mod pcrsig;
 pub mod pe;
 pub mod phase;
 mod predict;
+pub mod signer;
 pub mod uki;
 
 pub use error::{Error, ProfileScope};
