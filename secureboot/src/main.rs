@@ -1,10 +1,13 @@
-//! Command-line interface: lists UKI sections and predicts PCR 11.
+//! Command-line interface: lists UKI sections, predicts PCR 11 and signs and checks PCR 11
+//! policies.
 
 use std::error::Error as StdError;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use appliance_secureboot::pcrsig::{verify_pcrsig, PcrSigError};
+use appliance_secureboot::signer::{check_uki_pcrpkey, sign_pcr11_policy, PemFileSigner};
 use appliance_secureboot::{
     predict_pcr11, read_image, Error, Pcr11Options, Pcr11Prediction, PcrBank, PhasePath, Uki,
 };
@@ -58,11 +61,38 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         profile: u32,
     },
+    /// Sign the predicted PCR 11 values of a UKI with an RSA private key and print the JSON
+    /// for its .pcrsig section, byte for byte as `systemd-measure sign --json=short`
+    /// (systemd 257) prints it. Fails if the UKI's .pcrpkey section contains another public
+    /// key than the private key's.
+    SignPcrPolicy {
+        /// UKI to read.
+        uki: PathBuf,
+        /// RSA private key PEM file: "PRIVATE KEY" (PKCS #8) or "RSA PRIVATE KEY" (PKCS #1),
+        /// without a passphrase.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// PCR bank to sign: sha1, sha256, sha384 or sha512. Repeat for several banks.
+        /// Default: all four, like systemd-measure.
+        #[arg(long = "bank", value_name = "BANK")]
+        banks: Vec<PcrBank>,
+        /// Colon-separated boot phases measured after the sections, such as
+        /// enter-initrd:leave-initrd. Repeat for several paths. Default: the four paths from
+        /// enter-initrd to ready that systemd-measure uses.
+        #[arg(long = "phase", value_name = "PATH")]
+        phases: Vec<PhasePath>,
+        /// Profile of a multi-profile UKI whose sections are signed.
+        #[arg(long, default_value_t = 0)]
+        profile: u32,
+        /// File to write the JSON to, replacing its content. Default: standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<(), Box<dyn StdError>> = match cli.command {
         Command::Pcr11 {
             uki,
             json,
@@ -80,18 +110,41 @@ fn main() -> ExitCode {
             if !phases.is_empty() {
                 options.phase_paths = phases;
             }
-            run_pcr11(&uki, json, &options)
+            run_pcr11(&uki, json, &options).map_err(Into::into)
         }
-        Command::Sections { uki } => run_sections(&uki),
+        Command::Sections { uki } => run_sections(&uki).map_err(Into::into),
         Command::VerifyPcrsig { uki, json, profile } => {
             return run_verify_pcrsig(&uki, json, profile);
+        }
+        Command::SignPcrPolicy {
+            uki,
+            key,
+            banks,
+            phases,
+            profile,
+            output,
+        } => {
+            let mut options = Pcr11Options {
+                profile,
+                ..Pcr11Options::default()
+            };
+            if !banks.is_empty() {
+                options.banks = banks;
+            }
+            if !phases.is_empty() {
+                options.phase_paths = phases;
+            }
+            run_sign_pcr_policy(&uki, &key, &options, output.as_deref())
         }
     };
 
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("appliance-secureboot: error: {}", error_chain(&error));
+            eprintln!(
+                "appliance-secureboot: error: {}",
+                error_chain(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -194,6 +247,41 @@ fn run_verify_pcrsig(path: &Path, json: bool, profile: u32) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Signs the UKI's PCR 11 policies and writes the JSON with a final newline, as
+/// systemd-measure does, to `output` or standard output.
+fn run_sign_pcr_policy(
+    uki_path: &Path,
+    key_path: &Path,
+    options: &Pcr11Options,
+    output: Option<&Path>,
+) -> Result<(), Box<dyn StdError>> {
+    let signer = PemFileSigner::open(key_path)?;
+    let bytes = read_image(uki_path)?;
+    let uki = Uki::parse(&bytes)?;
+    check_uki_pcrpkey(&uki, options.profile, &signer)?;
+    let signed = sign_pcr11_policy(&uki, &signer, options)?;
+
+    let mut json = signed.to_json()?;
+    json.push('\n');
+    match output {
+        Some(path) => std::fs::write(path, json).map_err(|source| WriteError {
+            path: path.to_owned(),
+            source,
+        })?,
+        None => std::io::stdout().write_all(json.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// A failure to write an output file.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write {}", path.display())]
+struct WriteError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
 }
 
 /// Joins an error and its sources into one line, so that each cause appears once.
