@@ -41,9 +41,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         || { echo "setup-host: apt-get install failed; see $CACHE/apt-install.log" >&2; exit 1; }
 fi
 
-# mkosi 25 comes from trixie. It is unpacked rather than installed because its
-# package depends on a systemd newer than bookworm's; it runs on bookworm's
-# Python and needs nothing else from the host.
+# mkosi 25 comes from trixie. It is unpacked rather than installed, because
+# its package depends on a systemd newer than bookworm's. It runs on
+# bookworm's Python and needs nothing else from the host.
 mkosi_dir="$CACHE/mkosi-$MKOSI_VERSION"
 if [ ! -f "$mkosi_dir/usr/lib/python3/dist-packages/mkosi/__init__.py" ]; then
     log "fetching mkosi $MKOSI_VERSION from Debian trixie"

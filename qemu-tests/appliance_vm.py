@@ -29,7 +29,7 @@ TOOLS = CACHE / "tools-trixie"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 GUEST_API_PORT = 8480
 KVM_PROBE_RESULT = Path("/run/appliance-kvm-probe")
-# What OVMF and systemd-boot print when Secure Boot rejects an image.
+# Console messages of OVMF and systemd-boot when Secure Boot rejects an image.
 FIRMWARE_REJECTION = re.compile(r"Access [Dd]enied|Security Violation")
 
 

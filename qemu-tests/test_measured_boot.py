@@ -1,4 +1,4 @@
-"""Measured boot tells a UKI we signed from one that only Secure Boot accepts.
+"""Measured boot separates a UKI we signed from one that only Secure Boot accepts.
 
 The tampering tests change the UKI on a copy of the raw image and re-sign it
 with our db key, as an attacker holding that key could. The firmware boots

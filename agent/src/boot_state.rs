@@ -55,9 +55,10 @@ pub fn read(fs: &RootFs) -> BootState {
     }
 }
 
-/// An efivarfs file is a 4-byte attribute word followed by the value.
-/// A missing variable is normal (SetupMode on some firmware); any other
-/// failure is logged, because it makes Secure Boot look unsupported.
+/// Reads a boolean EFI variable: an efivarfs file is a 4-byte attribute
+/// word followed by the value. A missing variable is normal (SetupMode on
+/// some firmware). Any other failure is logged, because it makes Secure Boot
+/// look unknown.
 fn efi_bool(fs: &RootFs, path: &str) -> Option<bool> {
     match fs.read(path) {
         Ok(data) => {
@@ -98,7 +99,7 @@ fn read_secure_boot(fs: &RootFs) -> SecureBoot {
     }
 }
 
-/// Whether /proc/self/mountinfo lists an efivarfs mount at the usual place.
+/// Returns whether /proc/self/mountinfo lists efivarfs at /sys/firmware/efi/efivars.
 fn efivarfs_mounted(fs: &RootFs) -> bool {
     fs.read_to_string("/proc/self/mountinfo")
         .map(|mountinfo| {

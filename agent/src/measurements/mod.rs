@@ -1,4 +1,4 @@
-//! Measured-boot verification: what the TPM's PCRs say about this boot,
+//! Measured-boot verification: the TPM's PCRs of this boot,
 //! checked against the firmware event log, systemd's own measurement log
 //! and the signed PCR 11 policy that the UKI carries.
 //!
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::rootfs::RootFs;
 use verify::{Check, CheckStatus};
 
-/// Where securityfs serves the firmware's TCG event log.
+/// Path of the firmware's TCG event log in securityfs.
 pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
 /// File name of the report inside the state directory.
@@ -40,7 +40,7 @@ pub enum Verdict {
     Unverifiable,
 }
 
-/// What `early` found, as `GET /api/boot/measurements` returns it.
+/// Report of the early stage's checks, as `GET /api/boot/measurements` returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasurementReport {
     pub verdict: Verdict,

@@ -18,10 +18,10 @@ use super::userspace_log::UserspaceEvent;
 /// and 17 to 23 belong to the dynamic root of trust; neither log covers them.
 pub const CHECKED_PCRS: [u32; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
 
-/// Where systemd-stub puts the UKI's `.pcrsig` in the initrd.
+/// Path of the UKI's `.pcrsig` in the initrd, where systemd-stub puts it.
 pub const PCR_SIGNATURE_FILE: &str = "/.extra/tpm2-pcr-signature.json";
 
-/// Where systemd-stub puts the UKI's `.pcrpkey` in the initrd.
+/// Path of the UKI's `.pcrpkey` in the initrd, where systemd-stub puts it.
 pub const PCR_PUBLIC_KEY_FILE: &str = "/.extra/tpm2-pcr-public-key.pem";
 
 /// The bank every check uses: the one systemd seals and signs policies in.
