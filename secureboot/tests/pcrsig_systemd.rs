@@ -8,13 +8,12 @@
 
 mod support;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use appliance_secureboot::pcrsig::{verify_pcrsig, Outcome};
 use appliance_secureboot::{PcrBank, Uki};
 use serde_json::Value;
+use support::tools::{path_option, section_options, tools, Tools};
 use support::PeBuilder;
 
 const DEFAULT_PHASES: [&str; 4] = [
@@ -24,34 +23,6 @@ const DEFAULT_PHASES: [&str; 4] = [
     "enter-initrd:leave-initrd:sysinit:ready",
 ];
 
-struct Tools {
-    repo_root: PathBuf,
-    tools_tree: PathBuf,
-}
-
-/// Returns the tools tree, or None after printing why the test skips.
-fn tools() -> Option<Tools> {
-    let cache = std::env::var_os("APPLIANCE_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/appliance"), PathBuf::from);
-    let tools_tree = cache.join("tools-trixie");
-    let measure = tools_tree.join("usr/lib/systemd/systemd-measure");
-    if !measure.is_file() {
-        eprintln!(
-            "skipped: {} not found, so the tools tree is absent; run `make setup` to build it",
-            measure.display()
-        );
-        return None;
-    }
-    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lives inside the workspace")
-        .to_path_buf();
-    Some(Tools {
-        repo_root,
-        tools_tree,
-    })
-}
-
 impl Tools {
     /// Runs `systemd-measure sign --json=short` in the tools tree sandbox on section files and
     /// returns its output.
@@ -59,34 +30,14 @@ impl Tools {
     /// mkosi runs in `directory`, outside the repository, so that it reads none of the image's
     /// configuration, which needs the packages that `make` builds.
     fn sign(&self, directory: &Path, sections: &[(&str, PathBuf)]) -> Vec<u8> {
-        let fixtures = self
-            .repo_root
-            .join("secureboot/tests/fixtures/pcrsig-test-key");
-        let mut tools_tree_option = OsString::from("--tools-tree=");
-        tools_tree_option.push(&self.tools_tree);
-        let mut private_key_option = OsString::from("--private-key=");
-        private_key_option.push(fixtures.join("private.pem"));
-        let mut public_key_option = OsString::from("--public-key=");
-        public_key_option.push(fixtures.join("public.pem"));
-
-        let mut command = Command::new(self.repo_root.join("image/mkosi"));
+        let mut command = self.sandbox_command(directory);
         command
-            .current_dir(directory)
-            .arg(tools_tree_option)
-            .arg("sandbox")
             .arg("/usr/lib/systemd/systemd-measure")
             .arg("sign")
             .arg("--json=short")
-            .arg(private_key_option)
-            .arg(public_key_option);
-        for (name, path) in sections {
-            let option = name
-                .strip_prefix('.')
-                .expect("section names start with a dot");
-            let mut argument = OsString::from(format!("--{option}="));
-            argument.push(path);
-            command.arg(argument);
-        }
+            .arg(path_option("--private-key=", &self.test_key("private.pem")))
+            .arg(path_option("--public-key=", &self.test_key("public.pem")))
+            .args(section_options(sections));
 
         let output = command.output().expect("image/mkosi starts");
         assert!(
@@ -106,12 +57,7 @@ fn systemd_measure_signatures_verify() {
     };
     let directory = tempfile::tempdir().expect("temporary directory");
 
-    let public_key = std::fs::read(
-        tools
-            .repo_root
-            .join("secureboot/tests/fixtures/pcrsig-test-key/public.pem"),
-    )
-    .expect("read the test public key");
+    let public_key = std::fs::read(tools.test_key("public.pem")).expect("read the test public key");
     // No "MZ" at the start of .linux: systemd-measure would try to read it as a PE kernel.
     let sections: [(&str, Vec<u8>); 5] = [
         (

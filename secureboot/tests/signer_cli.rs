@@ -76,6 +76,18 @@ fn run(arguments: &[&std::ffi::OsStr]) -> Output {
         .expect("binary starts")
 }
 
+/// Runs `appliance-secureboot sign-pcr-policy UKI --key KEY` followed by `options`.
+fn sign_pcr_policy(uki: &Path, key: &Path, options: &[&std::ffi::OsStr]) -> Output {
+    let mut arguments = vec![
+        "sign-pcr-policy".as_ref(),
+        uki.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ];
+    arguments.extend_from_slice(options);
+    run(&arguments)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -89,24 +101,17 @@ fn cli_prints_and_writes_json() {
     let key = fixture("private.pem");
     let output_path = directory.path().join("pcrsig.json");
 
-    let printed = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-        "--bank".as_ref(),
-        "sha256".as_ref(),
-    ]);
-    let written = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-        "--bank".as_ref(),
-        "sha256".as_ref(),
-        "--output".as_ref(),
-        output_path.as_os_str(),
-    ]);
+    let printed = sign_pcr_policy(&uki_path, &key, &["--bank".as_ref(), "sha256".as_ref()]);
+    let written = sign_pcr_policy(
+        &uki_path,
+        &key,
+        &[
+            "--bank".as_ref(),
+            "sha256".as_ref(),
+            "--output".as_ref(),
+            output_path.as_os_str(),
+        ],
+    );
 
     assert!(printed.status.success(), "stderr: {}", stderr(&printed));
     assert!(written.status.success(), "stderr: {}", stderr(&written));
@@ -124,12 +129,7 @@ fn cli_output_passes_verify_pcrsig() {
     std::fs::write(&unsigned_path, build_uki(Some(PUBLIC_KEY.as_bytes()), None))
         .expect("write UKI");
 
-    let signed = run(&[
-        "sign-pcr-policy".as_ref(),
-        unsigned_path.as_os_str(),
-        "--key".as_ref(),
-        fixture("private.pem").as_os_str(),
-    ]);
+    let signed = sign_pcr_policy(&unsigned_path, &fixture("private.pem"), &[]);
     assert!(signed.status.success(), "stderr: {}", stderr(&signed));
     let signed_path = directory.path().join("signed.efi");
     std::fs::write(
@@ -154,12 +154,7 @@ fn cli_missing_key_file() {
     std::fs::write(&uki_path, build_uki(None, None)).expect("write UKI");
     let key = directory.path().join("absent.pem");
 
-    let output = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ]);
+    let output = sign_pcr_policy(&uki_path, &key, &[]);
 
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
@@ -180,12 +175,7 @@ fn cli_public_key_as_key() {
     std::fs::write(&uki_path, build_uki(None, None)).expect("write UKI");
     let key = fixture("public.pem");
 
-    let output = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ]);
+    let output = sign_pcr_policy(&uki_path, &key, &[]);
 
     assert!(!output.status.success());
     let message = stderr(&output);
@@ -207,14 +197,11 @@ fn cli_rejects_other_pcrpkey() {
     .expect("write UKI");
     let output_path = directory.path().join("pcrsig.json");
 
-    let output = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        fixture("private.pem").as_os_str(),
-        "--output".as_ref(),
-        output_path.as_os_str(),
-    ]);
+    let output = sign_pcr_policy(
+        &uki_path,
+        &fixture("private.pem"),
+        &["--output".as_ref(), output_path.as_os_str()],
+    );
 
     assert!(!output.status.success());
     let message = stderr(&output);
@@ -233,14 +220,11 @@ fn cli_unwritable_output() {
     std::fs::write(&uki_path, build_uki(None, None)).expect("write UKI");
     let output_path = directory.path().join("missing-directory/pcrsig.json");
 
-    let output = run(&[
-        "sign-pcr-policy".as_ref(),
-        uki_path.as_os_str(),
-        "--key".as_ref(),
-        fixture("private.pem").as_os_str(),
-        "--output".as_ref(),
-        output_path.as_os_str(),
-    ]);
+    let output = sign_pcr_policy(
+        &uki_path,
+        &fixture("private.pem"),
+        &["--output".as_ref(), output_path.as_os_str()],
+    );
 
     assert!(!output.status.success());
     let message = stderr(&output);

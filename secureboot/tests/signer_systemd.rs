@@ -13,106 +13,51 @@
 
 mod support;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use appliance_secureboot::signer::{sign_pcr11_policy, PemFileSigner};
 use appliance_secureboot::{Pcr11Options, PcrBank, PhasePath, Uki};
+use support::tools::{
+    appliance_uki, copy_stable, path_option, section_options, tools, Tools, MEASURED,
+};
 use support::{loaded_sections, PeBuilder};
-
-/// Sections that systemd-measure 257 measures under their own name, as --NAME=PATH options.
-///
-/// `.hwids` and `.dtbauto` are missing because systemd-measure 257 measures each under the
-/// other's name. `.pcrsig` is missing because it is not measured.
-const MEASURED: [&str; 11] = [
-    ".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat",
-    ".pcrpkey", ".profile",
-];
 
 const PUBLIC_KEY: &str = include_str!("fixtures/pcrsig-test-key/public.pem");
 
-struct Tools {
-    repo_root: PathBuf,
-    tools_tree: PathBuf,
-}
+/// Runs `systemd-measure sign --json=short` with the test key on section files and returns
+/// its stdout.
+///
+/// mkosi runs in `directory`, outside the repository, so that it reads none of the image's
+/// configuration, which needs the packages that `make` builds.
+fn systemd_measure_sign(
+    tools: &Tools,
+    directory: &Path,
+    sections: &[(&str, PathBuf)],
+    banks: &[&str],
+    phases: &[&str],
+) -> String {
+    let mut command = tools.sandbox_command(directory);
+    command
+        .arg("/usr/lib/systemd/systemd-measure")
+        .arg("sign")
+        .arg("--json=short")
+        .arg(path_option(
+            "--private-key=",
+            &tools.test_key("private.pem"),
+        ))
+        .args(section_options(sections));
+    command.args(banks.iter().map(|bank| format!("--bank={bank}")));
+    command.args(phases.iter().map(|phase| format!("--phase={phase}")));
 
-/// Returns the tools tree, or None after printing why the test skips.
-fn tools() -> Option<Tools> {
-    let cache = std::env::var_os("APPLIANCE_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/appliance"), PathBuf::from);
-    let tools_tree = cache.join("tools-trixie");
-    let measure = tools_tree.join("usr/lib/systemd/systemd-measure");
-    if !measure.is_file() {
-        eprintln!(
-            "skipped: {} not found, so the tools tree is absent; run `make setup` to build it",
-            measure.display()
-        );
-        return None;
-    }
-    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lives inside the workspace")
-        .to_path_buf();
-    Some(Tools {
-        repo_root,
-        tools_tree,
-    })
-}
-
-impl Tools {
-    fn private_key(&self) -> PathBuf {
-        self.repo_root
-            .join("secureboot/tests/fixtures/pcrsig-test-key/private.pem")
-    }
-
-    /// Runs `systemd-measure sign --json=short` with the test key on section files and returns
-    /// its stdout.
-    ///
-    /// mkosi runs in `directory`, outside the repository, so that it reads none of the image's
-    /// configuration, which needs the packages that `make` builds.
-    fn systemd_measure_sign(
-        &self,
-        directory: &Path,
-        sections: &[(&str, PathBuf)],
-        banks: &[&str],
-        phases: &[&str],
-    ) -> String {
-        let mut tools_tree_option = OsString::from("--tools-tree=");
-        tools_tree_option.push(&self.tools_tree);
-        let mut private_key_option = OsString::from("--private-key=");
-        private_key_option.push(self.private_key());
-
-        let mut command = Command::new(self.repo_root.join("image/mkosi"));
-        command
-            .current_dir(directory)
-            .arg(tools_tree_option)
-            .arg("sandbox")
-            .arg("/usr/lib/systemd/systemd-measure")
-            .arg("sign")
-            .arg("--json=short")
-            .arg(private_key_option);
-        for (name, path) in sections {
-            let option = name
-                .strip_prefix('.')
-                .expect("section names start with a dot");
-            let mut argument = OsString::from(format!("--{option}="));
-            argument.push(path);
-            command.arg(argument);
-        }
-        command.args(banks.iter().map(|bank| format!("--bank={bank}")));
-        command.args(phases.iter().map(|phase| format!("--phase={phase}")));
-
-        let output = command.output().expect("image/mkosi starts");
-        assert!(
-            output.status.success(),
-            "systemd-measure sign failed with {}:\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
-        );
-        String::from_utf8(output.stdout).expect("systemd-measure prints UTF-8")
-    }
+    let output = command.output().expect("image/mkosi starts");
+    assert!(
+        output.status.success(),
+        "systemd-measure sign failed with {}:\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+    );
+    String::from_utf8(output.stdout).expect("systemd-measure prints UTF-8")
 }
 
 /// Writes the loaded content of each non-empty measured section of a UKI without profiles to a
@@ -143,7 +88,7 @@ fn write_measured_sections(uki: &[u8], directory: &Path) -> Vec<(&'static str, P
 
 /// Signs a UKI with the library and returns the JSON with systemd-measure's final newline.
 fn library_sign(tools: &Tools, uki: &[u8], banks: &[&str], phases: &[&str]) -> String {
-    let signer = PemFileSigner::open(&tools.private_key()).expect("the test key loads");
+    let signer = PemFileSigner::open(&tools.test_key("private.pem")).expect("the test key loads");
     let mut options = Pcr11Options::default();
     if !banks.is_empty() {
         options.banks = banks
@@ -171,7 +116,7 @@ fn cli_sign(tools: &Tools, uki: &Path, banks: &[&str], phases: &[&str]) -> Strin
         .arg("sign-pcr-policy")
         .arg(uki)
         .arg("--key")
-        .arg(tools.private_key());
+        .arg(tools.test_key("private.pem"));
     for bank in banks {
         command.arg("--bank").arg(bank);
     }
@@ -227,7 +172,7 @@ fn synthetic_uki_default_banks_and_phases() {
     std::fs::write(&uki_path, &uki).expect("write UKI");
     let sections = write_measured_sections(&uki, directory.path());
 
-    let expected = tools.systemd_measure_sign(directory.path(), &sections, &[], &[]);
+    let expected = systemd_measure_sign(&tools, directory.path(), &sections, &[], &[]);
 
     assert_eq!(library_sign(&tools, &uki, &[], &[]), expected);
     assert_eq!(cli_sign(&tools, &uki_path, &[], &[]), expected);
@@ -252,7 +197,7 @@ fn synthetic_uki_selected_banks_and_phases() {
         "enter-initrd",
     ];
 
-    let expected = tools.systemd_measure_sign(directory.path(), &sections, &banks, &phases);
+    let expected = systemd_measure_sign(&tools, directory.path(), &sections, &banks, &phases);
 
     assert_eq!(library_sign(&tools, &uki, &banks, &phases), expected);
     assert_eq!(cli_sign(&tools, &uki_path, &banks, &phases), expected);
@@ -263,14 +208,9 @@ fn appliance_uki_sha256() {
     let Some(tools) = tools() else {
         return;
     };
-    let source = tools.repo_root.join("build/image/appliance.efi");
-    if !source.is_file() {
-        eprintln!(
-            "skipped: {} not found; build the image with `make image` first",
-            source.display()
-        );
+    let Some(source) = appliance_uki(&tools.repo_root) else {
         return;
-    }
+    };
     let directory = tempfile::tempdir().expect("temporary directory");
     let copy = directory.path().join("appliance.efi");
     copy_stable(&source, &copy);
@@ -281,36 +221,7 @@ fn appliance_uki_sha256() {
     // instead of 4 s (debug build, 75 MB UKI, 2-core x86-64 VM), and the synthetic UKI covers
     // the other banks. The UKI's .pcrpkey contains the appliance's key, not the test key, so
     // this calls the library, because the command rejects that mismatch.
-    let expected = tools.systemd_measure_sign(directory.path(), &sections, &["sha256"], &[]);
+    let expected = systemd_measure_sign(&tools, directory.path(), &sections, &["sha256"], &[]);
 
     assert_eq!(library_sign(&tools, &uki, &["sha256"], &[]), expected);
-}
-
-/// Copies a file that an image build may be rewriting, retrying until its modification time
-/// and length are the same before and after a copy.
-fn copy_stable(source: &Path, destination: &Path) {
-    const ATTEMPTS: u32 = 10;
-    let version = |path: &Path| -> std::io::Result<(SystemTime, u64)> {
-        let metadata = std::fs::metadata(path)?;
-        Ok((metadata.modified()?, metadata.len()))
-    };
-
-    let mut last_outcome = String::new();
-    for attempt in 1..=ATTEMPTS {
-        if attempt > 1 {
-            std::thread::sleep(Duration::from_secs(3));
-        }
-        let before = version(source);
-        let copied = std::fs::copy(source, destination);
-        let after = version(source);
-        match (before, copied, after) {
-            (Ok(before), Ok(length), Ok(after)) if before == after && length == after.1 => return,
-            outcome => last_outcome = format!("{outcome:?}"),
-        }
-    }
-    panic!(
-        "{} changed during each of {ATTEMPTS} copies (last: {last_outcome}); wait for the image \
-         build to finish",
-        source.display()
-    );
 }

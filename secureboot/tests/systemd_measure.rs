@@ -12,59 +12,17 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::tools::{section_options, tools, Tools, MEASURED};
 use support::{loaded_sections, PeBuilder};
 
-/// Sections that systemd-measure 257 measures under their own name, as --NAME=PATH options.
-///
-/// `.hwids` is missing on purpose: systemd-measure 257 measures its `--hwids=` file under the
-/// name `.dtbauto` and its `--dtbauto=` file under `.hwids`, so it cannot check either.
-const MEASURED: [&str; 11] = [
-    ".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat",
-    ".pcrpkey", ".profile",
-];
-
 const ALL_BANKS: [&str; 4] = ["sha1", "sha256", "sha384", "sha512"];
-
-struct Tools {
-    repo_root: PathBuf,
-    tools_tree: PathBuf,
-}
-
-/// Returns the tools tree, or None after printing why the test skips.
-fn tools() -> Option<Tools> {
-    let cache = std::env::var_os("APPLIANCE_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/appliance"), PathBuf::from);
-    let tools_tree = cache.join("tools-trixie");
-    let measure = tools_tree.join("usr/lib/systemd/systemd-measure");
-    if !measure.is_file() {
-        eprintln!(
-            "skipped: {} not found, so the tools tree is absent; run `make setup` to build it",
-            measure.display()
-        );
-        return None;
-    }
-
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let repo_root = manifest_dir
-        .parent()
-        .expect("the crate lives inside the workspace")
-        .to_path_buf();
-    Some(Tools {
-        repo_root,
-        tools_tree,
-    })
-}
 
 impl Tools {
     /// Runs a command inside the tools tree sandbox and returns its stdout. Host paths such as
     /// the temporary directories stay accessible there. Panics with stderr if it fails.
     fn sandbox(&self, command: &[OsString]) -> String {
-        let mut tools_tree_option = OsString::from("--tools-tree=");
-        tools_tree_option.push(&self.tools_tree);
-        let output = Command::new(self.repo_root.join("image/mkosi"))
-            .current_dir(&self.repo_root)
-            .arg(tools_tree_option)
-            .arg("sandbox")
+        let output = self
+            .sandbox_command(&self.repo_root)
             .args(command)
             .output()
             .expect("image/mkosi starts");
@@ -84,14 +42,7 @@ impl Tools {
             "calculate".into(),
             "--json=short".into(),
         ];
-        for (name, path) in sections {
-            let option = name
-                .strip_prefix('.')
-                .expect("section names start with a dot");
-            let mut argument = OsString::from(format!("--{option}="));
-            argument.push(path);
-            command.push(argument);
-        }
+        command.extend(section_options(sections));
         command.extend(
             banks
                 .iter()

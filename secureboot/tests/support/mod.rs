@@ -4,6 +4,8 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use sha2::Digest;
 
 pub const FILE_ALIGNMENT: u32 = 0x200;
