@@ -12,7 +12,9 @@ HOST_PACKAGES=(
     # Signing keys, image conversion and the tests' tooling.
     openssl qemu-utils python3-pytest curl
     # Rust crates that bind C libraries.
-    pkg-config libclang-dev
+    pkg-config libclang-dev libtss2-dev
+    # A software TPM for the TPM tests that run on the host.
+    swtpm swtpm-tools
 )
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }

@@ -6,6 +6,7 @@
 //! `serve` returns it at `GET /api/boot/measurements`.
 
 pub mod pcrs;
+pub mod tpm;
 pub mod userspace_log;
 pub mod verify;
 
@@ -75,13 +76,7 @@ impl MeasurementReport {
 
 /// Runs every check against the TPM and logs under `fs`'s root.
 pub fn run_checks(fs: &RootFs) -> MeasurementReport {
-    let tpm = match pcrs::read_bank(fs, "sha256") {
-        Ok(values) => values,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot read PCR values from sysfs");
-            Default::default()
-        }
-    };
+    let tpm = read_tpm_pcrs(fs);
     if tpm.is_empty() {
         let check = Check {
             name: "tpm".to_owned(),
@@ -117,6 +112,29 @@ pub fn run_checks(fs: &RootFs) -> MeasurementReport {
         ),
         verify::check_pcr15_unused(&tpm),
     ])
+}
+
+/// Reads the sha256 PCRs from the TPM through tss-esapi when `fs` is the
+/// running system and it has a TPM. A bundle or fixture tree under another
+/// root has no TPM to ask, so its sysfs copy is read instead; sysfs is also
+/// the fallback when the TPM does not answer, with the error logged.
+fn read_tpm_pcrs(fs: &RootFs) -> std::collections::BTreeMap<u32, Vec<u8>> {
+    if fs.root() == Path::new("/") && fs.exists("/dev/tpmrm0").unwrap_or(false) {
+        match tpm::read_sha256_bank(tpm::DEVICE_TCTI) {
+            Ok(values) => return values,
+            Err(err) => tracing::error!(
+                error = %format!("{err:#}"),
+                "cannot read PCRs through the TPM, falling back to sysfs"
+            ),
+        }
+    }
+    match pcrs::read_bank(fs, "sha256") {
+        Ok(values) => values,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read PCR values from sysfs");
+            Default::default()
+        }
+    }
 }
 
 /// Reads a whole file; `None` when it does not exist. Other errors are

@@ -1,0 +1,144 @@
+//! PCR reads through tss-esapi against a real software TPM (swtpm). Each
+//! test starts its own swtpm on free loopback ports in a temporary state
+//! directory, because swtpm serves one client at a time.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use appliance_agent::measurements::tpm;
+use sha2::{Digest as _, Sha256};
+use tss_esapi::handles::PcrHandle;
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::structures::{Digest, DigestValues};
+use tss_esapi::{Context, TctiNameConf};
+
+/// One swtpm process, ended when dropped.
+struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    /// Starts swtpm, or returns None after printing why the test skips.
+    fn start() -> Option<Self> {
+        if Command::new("swtpm").arg("--version").output().is_err() {
+            eprintln!("skipped: swtpm is not installed; run `make setup`");
+            return None;
+        }
+        let state = tempfile::tempdir().expect("create state dir");
+        let port = free_port_pair();
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .arg("--tpmstate")
+            .arg(format!("dir={}", state.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start swtpm");
+        let swtpm = Self {
+            child,
+            port,
+            _state: state,
+        };
+        swtpm.wait_ready();
+        Some(swtpm)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "swtpm did not listen on port {} (state in {})",
+                self.port,
+                self._state.path().display()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns a port P such that P and P + 1 were both free.
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = first.local_addr().expect("address").port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two adjacent free ports on 127.0.0.1");
+}
+
+#[test]
+fn fresh_tpm_pcrs_read() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+
+    let values = tpm::read_sha256_bank(&swtpm.tcti()).expect("read PCRs");
+
+    assert_eq!(values.len(), 24);
+    for pcr in 0..=16 {
+        assert_eq!(values[&pcr], vec![0; 32], "PCR {pcr}");
+    }
+    // PC Client TPMs reset the dynamic root of trust PCRs to all ones.
+    assert_eq!(values[&17], vec![0xff; 32]);
+}
+
+#[test]
+fn extended_pcr_read_back() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    let measurement: [u8; 32] = Sha256::digest(b"appliance test event").into();
+    {
+        let tcti = TctiNameConf::from_str(&swtpm.tcti()).expect("tcti");
+        let mut context = Context::new(tcti).expect("context");
+        let mut digests = DigestValues::new();
+        digests.set(
+            HashingAlgorithm::Sha256,
+            Digest::try_from(measurement.to_vec()).expect("digest"),
+        );
+        context
+            .execute_with_nullauth_session(|ctx| ctx.pcr_extend(PcrHandle::Pcr16, digests))
+            .expect("extend PCR 16");
+    }
+
+    let values = tpm::read_sha256_bank(&swtpm.tcti()).expect("read PCRs");
+
+    let mut expected = Sha256::new();
+    expected.update([0u8; 32]);
+    expected.update(measurement);
+    assert_eq!(values[&16], expected.finalize().to_vec());
+    assert_eq!(values[&11], vec![0; 32]);
+}
+
+#[test]
+fn unreachable_tpm_named_in_error() {
+    let port = free_port_pair();
+    let tcti = format!("swtpm:host=127.0.0.1,port={port}");
+
+    let err = tpm::read_sha256_bank(&tcti).expect_err("nothing listens");
+
+    assert!(format!("{err:#}").contains(&tcti), "{err:#}");
+}
