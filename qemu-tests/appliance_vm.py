@@ -100,6 +100,19 @@ def _kill_group(proc):
         proc.wait(timeout=10)
 
 
+def send_qmp(qmp_path, command):
+    """Send one QMP command to the QEMU listening on QMP_PATH."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(qmp_path))
+        stream = s.makefile("rw")
+        stream.readline()
+        for cmd in ({"execute": "qmp_capabilities"}, {"execute": command}):
+            stream.write(json.dumps(cmd) + "\n")
+            stream.flush()
+            stream.readline()
+
+
 class ApplianceVM:
     """One QEMU guest with its own swtpm, variable store and disk overlay."""
 
@@ -257,15 +270,7 @@ class ApplianceVM:
         raise TimeoutError(f"API did not respond within {timeout} s; console log: {self.console}")
 
     def qmp(self, command):
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(10)
-            s.connect(str(self.qmp_path))
-            stream = s.makefile("rw")
-            stream.readline()
-            for cmd in ({"execute": "qmp_capabilities"}, {"execute": command}):
-                stream.write(json.dumps(cmd) + "\n")
-                stream.flush()
-                stream.readline()
+        send_qmp(self.qmp_path, command)
 
     def stop(self, timeout=90):
         """Power the guest off through ACPI, then end QEMU and swtpm.
@@ -362,26 +367,30 @@ def cmd_stop(args):
     if not info.exists():
         print(f"appliance: no running appliance recorded in {state}")
         return 0
+
     pid = running_qemu_pid(state)
     if pid is None:
         info.unlink(missing_ok=True)
         print(f"appliance: no running appliance (removed the stale record {info})")
         return 0
-    vm = ApplianceVM.__new__(ApplianceVM)
-    vm.qmp_path = state / "qmp.sock"
+
+    # Press the power button again every 10 s: a press before systemd-logind
+    # listens is lost.
+    qmp_path = state / "qmp.sock"
     deadline = time.monotonic() + 90
     while _process_alive(pid) and time.monotonic() < deadline:
         try:
-            vm.qmp("system_powerdown")
+            send_qmp(qmp_path, "system_powerdown")
         except OSError as err:
             if not _process_alive(pid):
                 break
-            print(f"appliance: cannot reach QEMU's QMP socket {vm.qmp_path}: {err}", file=sys.stderr)
+            print(f"appliance: cannot reach QEMU's QMP socket {qmp_path}: {err}", file=sys.stderr)
             return 1
         for _ in range(10):
             if not _process_alive(pid):
                 break
             time.sleep(1)
+
     if _process_alive(pid):
         print(f"appliance: the guest did not power off within 90 s; QEMU still runs in process group {pid}",
               file=sys.stderr)

@@ -13,8 +13,8 @@ flip-byte changes one byte inside the UKI's .linux section and leaves the
 signature as it was. foreign-key strips our signature and signs the UKI with
 a freshly generated key that the firmware's db does not hold.
 
-cmdline and initrd model an attacker who holds our db key but not the PCR
-signing key: they change the kernel command line, or append bytes to the
+cmdline and initrd model an attacker who has our db key but not the PCR
+signing key. They change the kernel command line, or append bytes to the
 initrd, and re-sign the UKI with the db key in KEYS_DIR. The firmware then
 boots it, and only the signed PCR 11 policy can tell.
 

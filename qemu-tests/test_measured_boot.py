@@ -2,9 +2,9 @@
 
 The tampering tests change the UKI on a copy of the raw image and re-sign it
 with our db key, as an attacker holding that key could. The firmware boots
-it; the agent's early stage must find that PCR 11 matches no policy signed
-with the PCR signing key, report the boot as failed, and still bring the API
-up. The update test signs the new PCR 11 policy too, as a release would, and
+it. The agent's early stage must then find that PCR 11 matches no policy
+signed with the PCR signing key and report the boot as failed, and the API
+must still come up. The update test signs the new PCR 11 policy too, as a release would, and
 expects a verified boot with nothing changed on the machine.
 """
 

@@ -134,7 +134,7 @@ fn unseal_vault() -> anyhow::Result<StepOutcome> {
 /// Stops clipboard-sharing agents such as spice-vdagent in a VM.
 fn strip_clipboard_agents() -> anyhow::Result<StepOutcome> {
     // TODO: disable clipboard-sharing agents in VMs. Until then the security
-    // notice asks the user to turn clipboard sharing off in the hypervisor.
+    // notice advises the user to turn clipboard sharing off in the hypervisor.
     Ok(StepOutcome::Skipped(
         "clipboard agent removal is not implemented yet",
     ))

@@ -90,6 +90,22 @@ enum Command {
     },
 }
 
+/// Builds the prediction options from the command line, keeping the defaults
+/// (all banks, systemd-measure's phase paths) for options not given.
+fn pcr11_options(banks: Vec<PcrBank>, phases: Vec<PhasePath>, profile: u32) -> Pcr11Options {
+    let mut options = Pcr11Options {
+        profile,
+        ..Pcr11Options::default()
+    };
+    if !banks.is_empty() {
+        options.banks = banks;
+    }
+    if !phases.is_empty() {
+        options.phase_paths = phases;
+    }
+    options
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn StdError>> = match cli.command {
@@ -100,16 +116,7 @@ fn main() -> ExitCode {
             phases,
             profile,
         } => {
-            let mut options = Pcr11Options {
-                profile,
-                ..Pcr11Options::default()
-            };
-            if !banks.is_empty() {
-                options.banks = banks;
-            }
-            if !phases.is_empty() {
-                options.phase_paths = phases;
-            }
+            let options = pcr11_options(banks, phases, profile);
             run_pcr11(&uki, json, &options).map_err(Into::into)
         }
         Command::Sections { uki } => run_sections(&uki).map_err(Into::into),
@@ -124,16 +131,7 @@ fn main() -> ExitCode {
             profile,
             output,
         } => {
-            let mut options = Pcr11Options {
-                profile,
-                ..Pcr11Options::default()
-            };
-            if !banks.is_empty() {
-                options.banks = banks;
-            }
-            if !phases.is_empty() {
-                options.phase_paths = phases;
-            }
+            let options = pcr11_options(banks, phases, profile);
             run_sign_pcr_policy(&uki, &key, &options, output.as_deref())
         }
     };

@@ -116,8 +116,8 @@ pub fn run_checks(fs: &RootFs) -> MeasurementReport {
 
 /// Reads the sha256 PCRs from the TPM through tss-esapi when `fs` is the
 /// running system and it has a TPM. A bundle or fixture tree under another
-/// root has no TPM to ask, so its sysfs copy is read instead; sysfs is also
-/// the fallback when the TPM does not answer, with the error logged.
+/// root has no TPM, so its sysfs copy is read instead. sysfs is also the
+/// fallback when the TPM does not respond, and the error is logged.
 fn read_tpm_pcrs(fs: &RootFs) -> std::collections::BTreeMap<u32, Vec<u8>> {
     if fs.root() == Path::new("/") && fs.exists("/dev/tpmrm0").unwrap_or(false) {
         match tpm::read_sha256_bank(tpm::DEVICE_TCTI) {
