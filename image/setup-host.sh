@@ -12,7 +12,9 @@ HOST_PACKAGES=(
     # Signing keys, image conversion and the tests' tooling.
     openssl qemu-utils python3-pytest curl
     # Rust crates that bind C libraries.
-    pkg-config libclang-dev libtss2-dev
+    pkg-config libclang-dev libtss2-dev libcryptsetup-dev
+    # LUKS2 tools: the tests check that stock cryptsetup opens the vault.
+    cryptsetup-bin
     # A software TPM for the TPM tests that run on the host.
     swtpm swtpm-tools
 )

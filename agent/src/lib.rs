@@ -15,3 +15,4 @@ pub mod measurements;
 pub mod platform;
 pub mod rootfs;
 pub mod serve;
+pub mod vault;

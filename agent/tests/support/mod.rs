@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod swtpm;
+
 use std::path::{Path, PathBuf};
 
 use appliance_agent::detect::{self, CpuidInfo, Detection};

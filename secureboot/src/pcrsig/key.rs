@@ -63,6 +63,25 @@ impl PcrPublicKey {
         &self.fingerprint
     }
 
+    /// Returns the RSA modulus as big-endian bytes, the form a TPM2B_PUBLIC_KEY_RSA takes.
+    pub fn modulus(&self) -> Vec<u8> {
+        self.key.n().to_be_bytes_trimmed_vartime().to_vec()
+    }
+
+    /// Returns the RSA public exponent, or `None` when it does not fit the 32 bits that a
+    /// TPM's RSA parameters allow.
+    pub fn exponent(&self) -> Option<u32> {
+        let bytes = self.key.e().to_be_bytes_trimmed_vartime();
+        if bytes.len() > 4 {
+            return None;
+        }
+        Some(
+            bytes
+                .iter()
+                .fold(0u32, |value, byte| (value << 8) | u32::from(*byte)),
+        )
+    }
+
     /// Returns the size of the RSA modulus in bits.
     pub fn bits(&self) -> u32 {
         self.key.n().bit_width()
