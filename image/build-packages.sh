@@ -22,7 +22,7 @@ Architecture: amd64
 Section: admin
 Priority: optional
 Maintainer: Secure AI Appliance developers <appliance@localhost>
-Depends: libc6, libgcc-s1, libssl3t64, libtss2-esys-3.0.2-0t64, libtss2-mu-4.0.1-0t64, libtss2-sys1t64, libtss2-tctildr0t64, libtss2-tcti-device0t64
+Depends: libc6, libgcc-s1, libssl3t64, libcryptsetup12, libtss2-esys-3.0.2-0t64, libtss2-mu-4.0.1-0t64, libtss2-sys1t64, libtss2-tctildr0t64, libtss2-tcti-device0t64
 Description: $description
 CONTROL
 }

@@ -95,6 +95,10 @@ pub struct EarlyArgs {
     #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
     pub state_dir: PathBuf,
 
+    /// The real root as the initrd mounts it; the vault is mounted below it.
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    pub sysroot: PathBuf,
+
     #[command(flatten)]
     pub probe: ProbeArgs,
 }

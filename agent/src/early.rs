@@ -16,6 +16,7 @@ use crate::cli::EarlyArgs;
 use crate::detect::{self, Detection};
 use crate::measurements::{self, verify::CheckStatus};
 use crate::platform::{self, PlatformState, FORMAT_VERSION};
+use crate::vault;
 
 /// Prefix of the line that boot tests look for on the serial console.
 pub const CONSOLE_PREFIX: &str = "appliance-agent early: platform ";
@@ -39,7 +40,7 @@ pub fn run(args: &EarlyArgs) -> anyhow::Result<()> {
 
     run_step("read_boot_state", || read_boot_state(args))?;
     run_step("verify_measurements", || verify_measurements(args))?;
-    run_step("unseal_vault", unseal_vault)?;
+    run_step("unseal_vault", || unseal_vault(args))?;
     run_step("detect_platform", || detect_platform(args))?;
     run_step("strip_clipboard_agents", strip_clipboard_agents)?;
 
@@ -124,11 +125,51 @@ fn verify_measurements(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
 }
 
 /// Unseals the vault key from the TPM and opens the LUKS volume.
-fn unseal_vault() -> anyhow::Result<StepOutcome> {
-    // TODO: unseal the LUKS key with the TPM policy once the TPM code exists.
-    Ok(StepOutcome::Skipped(
-        "vault unsealing is not implemented yet",
-    ))
+/// Creates the vault on first boot, opens it with the TPM and mounts it under /sysroot.
+/// A vault that stays closed does not stop the boot: `serve` reports why and accepts the
+/// recovery key.
+fn unseal_vault(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
+    let fs = args.probe.root_fs()?;
+    let measurements_failed = measurements::read_report(&args.state_dir)
+        .map(|report| report.verdict == measurements::Verdict::Failed)
+        .unwrap_or(false);
+    let cut_point = read_credential(vault::system::CUT_POINT_CREDENTIAL)
+        .and_then(|text| vault::enroll::CutPoint::parse(&text));
+    let status = vault::system::early_unlock(&vault::system::EarlyVault {
+        fs: &fs,
+        sysroot: &args.sysroot,
+        measurements_failed,
+        cut_point,
+    });
+    let line = match status.state {
+        vault::VaultState::Open => format!(
+            "{}open by={} keyslot={}",
+            vault::CONSOLE_PREFIX,
+            status.unlocked_by.as_deref().unwrap_or("?"),
+            status
+                .keyslot
+                .map(|slot| slot.to_string())
+                .unwrap_or_default()
+        ),
+        _ => format!(
+            "{}{} reason={}",
+            vault::CONSOLE_PREFIX,
+            serde_json::to_value(status.state)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            status.reason.as_deref().unwrap_or("")
+        ),
+    };
+    print_line(&line);
+    status.write(&args.state_dir)?;
+    Ok(StepOutcome::Done)
+}
+
+/// Reads a system credential passed to this service (ImportCredential=).
+fn read_credential(name: &str) -> Option<String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
 }
 
 /// Stops clipboard-sharing agents such as spice-vdagent in a VM.

@@ -9,6 +9,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
 
+    if matches!(cli.command, Command::Early(_) | Command::Serve(_)) {
+        // These two handle vault keys: no core dumps, no ptrace by other users.
+        if let Err(error) = appliance_agent::vault::secret::harden_process() {
+            tracing::warn!(%error, "could not make the process non-dumpable");
+        }
+    }
+
     let result = match &cli.command {
         Command::Detect(args) => detect_command::run(args),
         Command::Early(args) => early::run(args),

@@ -20,6 +20,7 @@ use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
 use crate::measurements;
 use crate::rootfs::RootFs;
+use crate::vault::service::VaultService;
 use crate::{early, platform};
 
 /// Time that open connections get to finish after a stop signal.
@@ -77,6 +78,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config,
         boot,
         measurements,
+        vault: VaultService::load(args.state_dir.clone()),
     }));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();

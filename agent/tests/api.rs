@@ -8,6 +8,7 @@ use appliance_agent::api::{self, ApiState};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
+use appliance_agent::vault::service::VaultService;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -24,7 +25,13 @@ fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
         config,
         boot: enforcing_boot(),
         measurements: None,
+        vault: no_vault_state(),
     })
+}
+
+/// The vault service as `serve` starts it when early boot recorded nothing.
+fn no_vault_state() -> Arc<VaultService> {
+    VaultService::load(std::path::PathBuf::from("/nonexistent/appliance-state"))
 }
 
 fn enforcing_boot() -> BootState {
@@ -205,6 +212,7 @@ async fn unbound_passthrough_gpu_not_usable() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        vault: no_vault_state(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -256,6 +264,7 @@ async fn container_on_bare_metal_warns() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        vault: no_vault_state(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;

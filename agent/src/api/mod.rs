@@ -1,5 +1,6 @@
 //! Local HTTP API.
 
+pub mod vault;
 pub mod vm_status;
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -15,14 +16,16 @@ use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
 use crate::measurements::MeasurementReport;
+use crate::vault::service::VaultService;
 
-/// Data the handlers read. It does not change while the server runs.
+/// Data the handlers read. Only the vault's state changes while the server runs.
 pub struct ApiState {
     pub detection: Detection,
     pub config: Config,
     pub boot: BootState,
     /// The early stage's measured-boot report; `None` when it did not run.
     pub measurements: Option<MeasurementReport>,
+    pub vault: Arc<VaultService>,
 }
 
 /// Builds the router with every route of the API.
@@ -32,6 +35,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/vm/status", get(vm_status))
         .route("/api/boot/status", get(boot_status))
         .route("/api/boot/measurements", get(boot_measurements))
+        .route("/api/vault/status", get(vault::status))
+        .route("/api/vault/unlock", post(vault::unlock))
+        .route("/api/vault/lock", post(vault::lock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -75,7 +81,7 @@ async fn method_not_allowed(uri: Uri) -> Response {
     )
 }
 
-fn error_response(status: StatusCode, message: String) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
     let body = json!({
         "error": {
             "status": status.as_u16(),

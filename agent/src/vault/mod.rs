@@ -10,6 +10,8 @@ pub mod enroll;
 pub mod luks;
 pub mod recovery;
 pub mod secret;
+pub mod service;
+pub mod system;
 pub mod token;
 pub mod tpm;
 pub mod unlock;

@@ -1,0 +1,134 @@
+//! The vault as `serve` manages it: the state from early boot, and opening and closing
+//! with the recovery key while the API runs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tracing::{error, info, warn};
+
+use super::recovery;
+use super::secret::Secret;
+use super::{system, VaultState, VaultStatus};
+use crate::rootfs::RootFs;
+
+/// Why a vault request did not change the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the vault is already open")]
+    AlreadyOpen,
+    #[error("the vault is not open")]
+    NotOpen,
+    #[error("there is no vault: {0}")]
+    Absent(String),
+    #[error("{0}")]
+    BadRecoveryKey(#[from] recovery::RecoveryKeyError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Shared vault state for the API handlers.
+pub struct VaultService {
+    status: Mutex<VaultStatus>,
+    state_dir: PathBuf,
+}
+
+impl VaultService {
+    /// Loads the state `early` recorded, or a status that says it is missing.
+    pub fn load(state_dir: PathBuf) -> Arc<Self> {
+        let status = match VaultStatus::read(&state_dir) {
+            Ok(status) => {
+                info!(state = ?status.state, "vault state from early boot loaded");
+                status
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "no vault state from early boot");
+                VaultStatus::new(
+                    VaultState::Error,
+                    Some(format!(
+                        "the early boot stage recorded no vault state ({error:#}); the vault \
+                         was not opened on this boot"
+                    )),
+                )
+            }
+        };
+        Arc::new(Self {
+            status: Mutex::new(status),
+            state_dir,
+        })
+    }
+
+    pub async fn status(&self) -> VaultStatus {
+        self.status.lock().await.clone()
+    }
+
+    pub async fn is_open(&self) -> bool {
+        self.status.lock().await.state == VaultState::Open
+    }
+
+    /// Opens the vault with a typed recovery key.
+    pub async fn unlock(&self, typed: Secret) -> Result<VaultStatus, VaultError> {
+        let key = recovery::normalize(typed.as_bytes())?;
+        drop(typed);
+        let mut status = self.status.lock().await;
+        match status.state {
+            VaultState::Open => return Err(VaultError::AlreadyOpen),
+            VaultState::Absent => {
+                return Err(VaultError::Absent(
+                    status.reason.clone().unwrap_or_default(),
+                ))
+            }
+            VaultState::Locked | VaultState::Error => {}
+        }
+        let previous = status.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            system::unlock_with_recovery_key(&RootFs::host(), key, &previous)
+        })
+        .await
+        .map_err(|error| VaultError::Failed(format!("the unlock task failed: {error}")))?;
+        match opened {
+            Ok(new_status) => {
+                info!(keyslot = ?new_status.keyslot, "vault opened with the recovery key");
+                *status = new_status;
+                self.save(&status);
+                Ok(status.clone())
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "vault unlock with the recovery key failed");
+                Err(VaultError::Failed(format!("{error:#}")))
+            }
+        }
+    }
+
+    /// Closes the vault: unmount, remove the mapping.
+    pub async fn lock(&self) -> Result<VaultStatus, VaultError> {
+        let mut status = self.status.lock().await;
+        if status.state != VaultState::Open {
+            return Err(VaultError::NotOpen);
+        }
+        let closed = tokio::task::spawn_blocking(system::lock)
+            .await
+            .map_err(|error| VaultError::Failed(format!("the lock task failed: {error}")))?;
+        if let Err(error) = closed {
+            error!(error = %format!("{error:#}"), "closing the vault failed");
+            return Err(VaultError::Failed(format!("{error:#}")));
+        }
+        status.state = VaultState::Locked;
+        status.reason = Some(
+            "locked through the API; unlock with the recovery key or reboot to unlock with the TPM"
+                .to_owned(),
+        );
+        status.mount_point = None;
+        status.unlocked_by = None;
+        status.keyslot = None;
+        info!("vault locked");
+        self.save(&status);
+        Ok(status.clone())
+    }
+
+    fn save(&self, status: &VaultStatus) {
+        if let Err(error) = status.write(&self.state_dir) {
+            warn!(error = %format!("{error:#}"), "could not record the vault state");
+        }
+    }
+}
