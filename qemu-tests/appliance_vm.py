@@ -117,7 +117,7 @@ class ApplianceVM:
     """One QEMU guest with its own swtpm, variable store and disk overlay."""
 
     def __init__(self, image, ovmf_vars, state_dir, host_port=None, memory_mb=2048, cpus=2,
-                 accel=None, fresh_disk=True):
+                 accel=None, fresh_disk=True, credentials=(), disk=None):
         self.image = Path(image).resolve()
         self.ovmf_vars = Path(ovmf_vars).resolve()
         self.state = Path(state_dir).resolve()
@@ -126,6 +126,10 @@ class ApplianceVM:
         self.cpus = cpus
         self.accel = accel
         self.fresh_disk = fresh_disk
+        # Extra "name=value" system credentials, passed as SMBIOS strings.
+        self.credentials = list(credentials)
+        # A disk file to boot as it is, instead of an overlay on IMAGE.
+        self.disk_override = Path(disk).resolve() if disk else None
         self.console = self.state / "console.log"
         self.qmp_path = self.state / "qmp.sock"
         self.swtpm = None
@@ -149,6 +153,10 @@ class ApplianceVM:
             "api": self.api, "console": str(self.console), "accel": self.accel}))
 
     def _prepare_disk(self):
+        if self.disk_override is not None:
+            self.disk = self.disk_override
+            self._prepare_vars()
+            return
         disk = self.state / "disk.qcow2"
         stamp = self.state / "disk.base"
         base = f"{self.image} {self.image.stat().st_mtime_ns}"
@@ -159,7 +167,9 @@ class ApplianceVM:
                             "-b", str(self.image), str(disk)], check=True)
             stamp.write_text(base)
         self.disk = disk
+        self._prepare_vars()
 
+    def _prepare_vars(self):
         # The guest's copy of the variable store is replaced whenever the
         # built one changes (new keys), and only then, so the firmware's own
         # writes survive a reboot.
@@ -189,7 +199,8 @@ class ApplianceVM:
 
     def _start_qemu(self):
         cpu = "host" if self.accel == "kvm" else "max"
-        credential = f"io.systemd.credential:appliance.listen=0.0.0.0:{GUEST_API_PORT}"
+        credentials = [f"appliance.listen=0.0.0.0:{GUEST_API_PORT}", *self.credentials]
+        disk_format = "raw" if self.disk.suffix == ".raw" else "qcow2"
         args = [
             "qemu-system-x86_64",
             "-machine", f"q35,smm=on,accel={self.accel}", "-cpu", cpu,
@@ -201,12 +212,13 @@ class ApplianceVM:
             "-drive", f"if=pflash,format=raw,unit=1,file={self.state / 'vars.fd'}",
             "-chardev", f"socket,id=chrtpm,path={self.state / 'swtpm.sock'}",
             "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-crb,tpmdev=tpm0",
-            "-drive", f"if=none,id=disk0,format=qcow2,file={self.disk}",
+            "-drive", f"if=none,id=disk0,format={disk_format},file={self.disk}",
             "-device", "virtio-blk-pci,drive=disk0,bootindex=1",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.host_port}-:{GUEST_API_PORT}",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",
-            "-smbios", f"type=11,value={credential}",
+            *[arg for credential in credentials
+              for arg in ("-smbios", f"type=11,value=io.systemd.credential:{credential}")],
             "-serial", f"file:{self.console}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]
@@ -271,6 +283,13 @@ class ApplianceVM:
 
     def qmp(self, command):
         send_qmp(self.qmp_path, command)
+
+    def kill(self):
+        """Cut the power: end QEMU at once, with no shutdown in the guest."""
+        for proc in (self.qemu, self.swtpm):
+            if proc is not None:
+                _kill_group(proc)
+        (self.state / "vm.json").unlink(missing_ok=True)
 
     def stop(self, timeout=90):
         """Power the guest off through ACPI, then end QEMU and swtpm.

@@ -32,6 +32,8 @@ pub const PARTITION_LABEL: &str = "appliance-vault";
 pub const MAPPING: &str = "appliance-vault";
 /// Where the vault is mounted in the running system.
 pub const MOUNT_POINT: &str = "/var/lib/appliance/vault";
+/// File inside the vault with its identifier.
+pub const IDENTITY_FILE: &str = "appliance-vault.json";
 /// File in the state directory with the vault's state.
 pub const STATE_FILE: &str = "vault.json";
 /// Prefix of the console lines about the vault.
@@ -96,6 +98,9 @@ pub struct VaultStatus {
     pub reseal_offered: bool,
     /// The PCR 15 measurement of the opened volume, hex.
     pub pcr15_measurement: Option<String>,
+    /// Random identifier written into the vault when it was first opened; it tells two
+    /// vaults apart and shows that a reopened vault holds the same files.
+    pub vault_id: Option<String>,
 }
 
 impl VaultStatus {
@@ -112,6 +117,7 @@ impl VaultStatus {
             enrollment: None,
             reseal_offered: false,
             pcr15_measurement: None,
+            vault_id: None,
         }
     }
 

@@ -348,6 +348,10 @@ fn finish_open(
         return Err(error);
     }
     status.mount_point = Some(MOUNT_POINT.to_owned());
+    match vault_identity(target) {
+        Ok(id) => status.vault_id = Some(id),
+        Err(error) => warn!(error = %format!("{error:#}"), "could not read or write the vault's identifier"),
+    }
     if let Some(digest) = measurement {
         match extend_pcr15(&digest) {
             Ok(()) => status.pcr15_measurement = Some(super::token::encode_hex(&digest)),
@@ -375,6 +379,32 @@ fn mount_vault(target: &Path) -> anyhow::Result<()> {
     // Only root reads the vault; the filesystem root is created 0755 by mkfs.
     std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     Ok(())
+}
+
+/// Reads the vault's identifier, writing a new one on the first open of a new vault.
+fn vault_identity(mount_point: &Path) -> anyhow::Result<String> {
+    let path = mount_point.join(super::IDENTITY_FILE);
+    if let Ok(bytes) = std::fs::read(&path) {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        return value["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{} has no \"id\"", path.display()));
+    }
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)?;
+    let id = super::token::encode_hex(&random);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let temporary = mount_point.join(format!(".{}.tmp", super::IDENTITY_FILE));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(serde_json::json!({"id": id, "created": created}).to_string().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &path)?;
+    std::fs::File::open(mount_point)?.sync_all()?;
+    Ok(id)
 }
 
 /// Extends PCR 15 (sha256) and records the event in systemd's userspace log, so a later
