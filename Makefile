@@ -47,8 +47,23 @@ $(STAMP_SETUP): image/setup-host.sh
 	bash image/setup-host.sh
 	touch $@
 
-$(TOOLS)/usr/bin/ukify: image/tools/mkosi.conf | $(STAMP_SETUP)
-	cd image/tools && ../mkosi --tools-tree= --output-directory=$(APPLIANCE_CACHE) -f build
+# The tools tree is shared by every clone on this machine, so it is rebuilt when
+# its configuration's content changes, not when a fresh clone gives the file a
+# new mtime. It is built beside the old one and swapped in, because a running
+# `mkosi sandbox` (QEMU in another clone's tests) still uses the old one.
+TOOLS_CONF    := $(APPLIANCE_CACHE)/tools-trixie.conf
+
+$(TOOLS_CONF): FORCE | $(STAMP_SETUP)
+	@cmp -s image/tools/mkosi.conf $@ || cp image/tools/mkosi.conf $@
+
+$(TOOLS)/usr/bin/ukify: $(TOOLS_CONF) | $(STAMP_SETUP)
+	rm -rf $(APPLIANCE_CACHE)/tools-new
+	mkdir -p $(APPLIANCE_CACHE)/tools-new
+	cd image/tools && ../mkosi --tools-tree= --output-directory=$(APPLIANCE_CACHE)/tools-new -f build
+	rm -rf $(TOOLS).old
+	if [ -e $(TOOLS) ]; then mv $(TOOLS) $(TOOLS).old; fi
+	mv $(APPLIANCE_CACHE)/tools-new/tools-trixie $(TOOLS)
+	rm -rf $(TOOLS).old $(APPLIANCE_CACHE)/tools-new
 	touch $@
 
 # Secure Boot keys (PK, KEK, db) and the PCR signing key, all in $(KEYS).

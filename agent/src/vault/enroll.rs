@@ -56,7 +56,7 @@ impl CutPoint {
     }
 }
 
-/// Where enrollment writes and what it may use.
+/// Inputs of enrollment: the device, the TPM and the console.
 pub struct EnrollContext<'a> {
     pub device: &'a Path,
     /// Name of the temporary mapping used to create the filesystem.
@@ -75,7 +75,7 @@ pub struct EnrollContext<'a> {
     pub make_filesystem: bool,
 }
 
-/// What enrollment did.
+/// Outcome of enrollment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enrolled {
     Created,

@@ -20,7 +20,7 @@ const HEADER_AREA: u64 = 16 * 1024 * 1024;
 /// LUKS1 and LUKS2 headers start with this magic.
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 
-/// What the vault partition holds.
+/// Contents of the vault partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceContents {
     /// Only zeros where a header would be: a vault that was never created.

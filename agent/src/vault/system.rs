@@ -303,8 +303,7 @@ fn open_or_create(vault: &EarlyVault<'_>, device: &Path) -> anyhow::Result<Vault
         report.tpm_result = "not asked: measured-boot verification failed".to_owned();
         report.locked_reason = Some(
             "measured-boot verification failed (see /api/boot/measurements), so the TPM was \
-             not asked; unlock with the recovery key (POST /api/vault/unlock or \
-             `appliance-agent vault unlock`)"
+             not asked; unlock with the recovery key (POST /api/vault/unlock)"
                 .to_owned(),
         );
     }
@@ -350,7 +349,9 @@ fn finish_open(
     status.mount_point = Some(MOUNT_POINT.to_owned());
     match vault_identity(target) {
         Ok(id) => status.vault_id = Some(id),
-        Err(error) => warn!(error = %format!("{error:#}"), "could not read or write the vault's identifier"),
+        Err(error) => {
+            warn!(error = %format!("{error:#}"), "could not read or write the vault's identifier")
+        }
     }
     if let Some(digest) = measurement {
         match extend_pcr15(&digest) {
@@ -400,7 +401,11 @@ fn vault_identity(mount_point: &Path) -> anyhow::Result<String> {
         .unwrap_or(0);
     let temporary = mount_point.join(format!(".{}.tmp", super::IDENTITY_FILE));
     let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(serde_json::json!({"id": id, "created": created}).to_string().as_bytes())?;
+    file.write_all(
+        serde_json::json!({"id": id, "created": created})
+            .to_string()
+            .as_bytes(),
+    )?;
     file.sync_all()?;
     std::fs::rename(&temporary, &path)?;
     std::fs::File::open(mount_point)?.sync_all()?;

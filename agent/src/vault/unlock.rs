@@ -199,8 +199,7 @@ pub fn unlock(
     }
     if report.locked_reason.is_none() {
         report.locked_reason = Some(format!(
-            "{reason}; unlock it with the recovery key (POST /api/vault/unlock or \
-             `appliance-agent vault unlock`)"
+            "{reason}; unlock it with the recovery key (POST /api/vault/unlock)"
         ));
     }
     report
