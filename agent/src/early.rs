@@ -135,6 +135,9 @@ fn unseal_vault(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
         .unwrap_or(false);
     let cut_point = read_credential(vault::system::CUT_POINT_CREDENTIAL)
         .and_then(|text| vault::enroll::CutPoint::parse(&text));
+    if let Err(error) = vault::system::SignedPolicy::keep(&fs, &args.state_dir) {
+        warn!(%error, "could not keep the signed PCR policy for serve; PIN unlock and re-sealing will not work");
+    }
     let status = vault::system::early_unlock(&vault::system::EarlyVault {
         fs: &fs,
         sysroot: &args.sysroot,

@@ -518,3 +518,143 @@ fn foreign_data_is_never_formatted() {
         .expect("size");
     assert_eq!(luks::probe(&empty).expect("probe"), DeviceContents::Empty);
 }
+
+fn unseal_token(
+    swtpm: &Swtpm,
+    key: &SigningKey,
+    image: &Path,
+    pin: Option<&Secret>,
+) -> Result<Secret, UnsealError> {
+    let metadata = Luks2Device::load(image)
+        .expect("load")
+        .metadata()
+        .expect("metadata");
+    let (_, token) = metadata.tpm2_tokens().next().expect("a TPM token");
+    let signatures = sign_current_pcr11(swtpm, key);
+    tpm::unseal(
+        &mut context(swtpm),
+        &token.blob,
+        &UnsealInputs {
+            signing_key: &key.public,
+            signatures: &signatures,
+            bind_pcr7: token.pcrs.contains(&7),
+            pin,
+        },
+    )
+}
+
+#[test]
+fn reseal_after_recovery_replaces_the_tpm_keyslot_and_keeps_the_recovery_keyslot() {
+    let swtpm = Swtpm::start().expect("swtpm");
+    let key = signing_key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut enrollment = Enrollment::new(&swtpm, &key, dir.path());
+    enrollment.run(None).expect("enroll");
+    let recovery_key = Secret::from_slice(&enrollment.shown[0]);
+    let before = enrollment.metadata();
+    let recovery_slot = before.recovery_keyslots()[0];
+
+    // Bind PCR 7 as well, then change PCR 7: the TPM refuses.
+    let mut tpm = context(&swtpm);
+    let bound = SealPolicy {
+        bind_pcr7: true,
+        ..policy(&key, false)
+    };
+    enroll::replace_tpm_keyslot(&enrollment.image, &recovery_key, &mut tpm, &bound, None)
+        .expect("bind PCR 7");
+    extend(&mut tpm, PcrHandle::Pcr7, b"firmware update");
+    let error = unseal_token(&swtpm, &key, &enrollment.image, None).expect_err("PCR 7 changed");
+    assert!(
+        matches!(error, UnsealError::PolicyMismatch { .. }),
+        "{error}"
+    );
+
+    // After the recovery key, sealing to this boot works again.
+    let keyslot =
+        enroll::replace_tpm_keyslot(&enrollment.image, &recovery_key, &mut tpm, &bound, None)
+            .expect("reseal");
+    let secret = unseal_token(&swtpm, &key, &enrollment.image, None).expect("unseal after reseal");
+    let passphrase = BASE64.encode(secret.as_bytes());
+    let mut device = Luks2Device::load(&enrollment.image).expect("load");
+    assert_eq!(
+        device
+            .open(None, Some(keyslot), passphrase.as_bytes())
+            .expect("opens"),
+        keyslot
+    );
+
+    let after = enrollment.metadata();
+    assert_eq!(after.tpm2_tokens().count(), 1, "old TPM tokens are removed");
+    assert_eq!(
+        after.keyslots.len(),
+        2,
+        "one TPM keyslot and the recovery keyslot"
+    );
+    assert!(after.has_keyslot(recovery_slot));
+    assert!(stock_cryptsetup_opens(
+        &enrollment.image,
+        recovery_key.as_bytes()
+    ));
+
+    let wrong = Secret::from_slice(
+        b"cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv",
+    );
+    let error = enroll::replace_tpm_keyslot(&enrollment.image, &wrong, &mut tpm, &bound, None)
+        .expect_err("a wrong recovery key changes nothing");
+    assert!(error.to_string().contains("does not open"), "{error}");
+    assert_eq!(enrollment.metadata(), after);
+}
+
+#[test]
+fn pin_is_required_counted_and_locked_out() {
+    let swtpm = Swtpm::start().expect("swtpm");
+    let key = signing_key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut enrollment = Enrollment::new(&swtpm, &key, dir.path());
+    enrollment.run(None).expect("enroll");
+    let recovery_key = Secret::from_slice(&enrollment.shown[0]);
+    let pin = Secret::from_slice(b"482916");
+    let mut tpm = context(&swtpm);
+    enroll::replace_tpm_keyslot(
+        &enrollment.image,
+        &recovery_key,
+        &mut tpm,
+        &policy(&key, false),
+        Some(&pin),
+    )
+    .expect("seal with a PIN");
+    drop(tpm);
+
+    let metadata = enrollment.metadata();
+    assert!(
+        metadata.tpm2_tokens().next().expect("token").1.pin,
+        "the token records the PIN"
+    );
+    assert!(unseal_token(&swtpm, &key, &enrollment.image, Some(&pin)).is_ok());
+    let missing = unseal_token(&swtpm, &key, &enrollment.image, None).expect_err("no PIN");
+    assert!(
+        matches!(missing, UnsealError::BadPin | UnsealError::Tpm { .. }),
+        "{missing}"
+    );
+
+    // Wrong PINs count towards the TPM's dictionary-attack lockout; once it trips, even
+    // the right PIN is rejected with a lockout error.
+    let wrong = Secret::from_slice(b"000000");
+    let mut outcomes = Vec::new();
+    for _ in 0..40 {
+        let error =
+            unseal_token(&swtpm, &key, &enrollment.image, Some(&wrong)).expect_err("wrong PIN");
+        let lockout = matches!(error, UnsealError::Lockout);
+        outcomes.push(error.to_string());
+        if lockout {
+            break;
+        }
+        assert!(matches!(error, UnsealError::BadPin), "{error}");
+    }
+    assert!(
+        outcomes.last().expect("tried").contains("lockout"),
+        "{outcomes:?}"
+    );
+    let locked = unseal_token(&swtpm, &key, &enrollment.image, Some(&pin)).expect_err("locked out");
+    assert!(matches!(locked, UnsealError::Lockout), "{locked}");
+}

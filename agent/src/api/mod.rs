@@ -38,6 +38,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/vault/status", get(vault::status))
         .route("/api/vault/unlock", post(vault::unlock))
         .route("/api/vault/lock", post(vault::lock))
+        .route("/api/vault/tpm", post(vault::reseal))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -18,10 +18,21 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Response {
     Json(state.vault.status().await).into_response()
 }
 
+/// Either the recovery key or, for a PIN-protected TPM keyslot, the PIN.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UnlockRequest {
+    recovery_key: Option<Zeroizing<String>>,
+    pin: Option<Zeroizing<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResealRequest {
     recovery_key: Zeroizing<String>,
+    pin: Option<Zeroizing<String>>,
+    #[serde(default)]
+    bind_pcr7: bool,
 }
 
 pub async fn unlock(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
@@ -33,15 +44,68 @@ pub async fn unlock(State(state): State<Arc<ApiState>>, body: Bytes) -> Response
                 StatusCode::BAD_REQUEST,
                 format!(
                     "the body must be a JSON object {{\"recovery_key\": \"...\"}} with the \
-                     recovery key shown at first boot ({})",
+                     recovery key shown at first boot, or {{\"pin\": \"...\"}} with the TPM PIN \
+                     ({})",
                     describe_json_error(&error)
                 ),
             )
         }
     };
-    let key = Secret::from_slice(request.recovery_key.as_bytes());
+    let result = match (&request.recovery_key, &request.pin) {
+        (Some(key), None) => state.vault.unlock(Secret::from_slice(key.as_bytes())).await,
+        (None, Some(pin)) if !pin.is_empty() => {
+            state
+                .vault
+                .unlock_with_pin(Secret::from_slice(pin.as_bytes()))
+                .await
+        }
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of recovery_key and pin (non-empty)".to_owned(),
+            )
+        }
+    };
     drop(request);
-    match state.vault.unlock(key).await {
+    match result {
+        Ok(status) => Json(status).into_response(),
+        Err(error) => vault_error(error),
+    }
+}
+
+/// `POST /api/vault/tpm`: seals a new TPM keyslot to this boot.
+pub async fn reseal(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let request: ResealRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be a JSON object {{\"recovery_key\": \"...\", \"pin\": \
+                     \"...\" (optional), \"bind_pcr7\": false}} ({})",
+                    describe_json_error(&error)
+                ),
+            )
+        }
+    };
+    if request.pin.as_ref().is_some_and(|pin| pin.is_empty()) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "pin: must not be empty; leave it out for a keyslot without a PIN".to_owned(),
+        );
+    }
+    let verified = state
+        .measurements
+        .as_ref()
+        .is_some_and(|report| report.verdict == crate::measurements::Verdict::Verified);
+    let key = Secret::from_slice(request.recovery_key.as_bytes());
+    let pin = request
+        .pin
+        .as_ref()
+        .map(|pin| Secret::from_slice(pin.as_bytes()));
+    let bind_pcr7 = request.bind_pcr7;
+    drop(request);
+    match state.vault.reseal(key, pin, bind_pcr7, verified).await {
         Ok(status) => Json(status).into_response(),
         Err(error) => vault_error(error),
     }
@@ -63,6 +127,9 @@ fn vault_error(error: VaultError) -> Response {
             StatusCode::FORBIDDEN
         }
         VaultError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        VaultError::WrongPin => StatusCode::FORBIDDEN,
+        VaultError::TpmLockout => StatusCode::TOO_MANY_REQUESTS,
+        VaultError::NotAllowed(_) => StatusCode::CONFLICT,
     };
     let message = match &error {
         VaultError::BadRecoveryKey(inner) => format!("recovery_key: {inner}"),

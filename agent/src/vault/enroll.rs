@@ -189,6 +189,72 @@ pub fn resume(
     }
 }
 
+/// Seals a new TPM keyslot to the current boot (and `pin`, if given) and removes the old
+/// TPM keyslots and tokens, after `recovery_key` proved the caller may do so.
+///
+/// The new keyslot and token are written before the old ones are removed, so a power cut
+/// leaves at least one working TPM keyslot besides the recovery keyslot. Returns the new
+/// keyslot.
+pub fn replace_tpm_keyslot(
+    device_path: &Path,
+    recovery_key: &Secret,
+    tpm: &mut tss_esapi::Context,
+    policy: &SealPolicy,
+    pin: Option<&Secret>,
+) -> anyhow::Result<u32> {
+    let mut device = Luks2Device::load(device_path)?;
+    let metadata = device.metadata()?;
+    let mut recovery_slots = metadata.recovery_keyslots();
+    if recovery_slots.is_empty() {
+        recovery_slots = metadata.keyslots.clone();
+    }
+    let volume_key = recovery_slots
+        .iter()
+        .find_map(|slot| device.volume_key(Some(*slot), recovery_key.as_bytes()).ok())
+        .ok_or_else(|| anyhow::anyhow!("the recovery key does not open the vault"))?;
+
+    let secret = Secret::random(SECRET_LEN)?;
+    let sealed = tpm::seal(tpm, policy, &secret, pin)?;
+    let passphrase = Secret::from_vec(BASE64.encode(secret.as_bytes()).into_bytes());
+    let keyslot = device.add_keyslot(&volume_key, passphrase.as_bytes())?;
+    drop(volume_key);
+    let token = Tpm2Token {
+        keyslots: vec![keyslot],
+        blob: sealed.blob,
+        pcrs: if policy.bind_pcr7 {
+            vec![7]
+        } else {
+            Vec::new()
+        },
+        pcr_bank: "sha256".to_owned(),
+        primary_alg: "ecc".to_owned(),
+        policy_hash: sealed.policy_hash,
+        pin: pin.is_some(),
+        pubkey: Some(policy.signing_key_pem.clone()),
+        pubkey_pcrs: vec![11],
+    };
+    let new_token = device.add_token(&token.to_json())?;
+    info!(
+        keyslot,
+        pin = pin.is_some(),
+        "TPM keyslot sealed to this boot"
+    );
+
+    for (id, old) in metadata.tpm2_tokens() {
+        if id == new_token {
+            continue;
+        }
+        device.remove_token(id)?;
+        for slot in &old.keyslots {
+            if !recovery_slots.contains(slot) && *slot != keyslot && metadata.has_keyslot(*slot) {
+                device.destroy_keyslot(*slot)?;
+                info!(keyslot = slot, "old TPM keyslot removed");
+            }
+        }
+    }
+    Ok(keyslot)
+}
+
 fn make_filesystem(
     device: &mut Luks2Device,
     mapping: &str,

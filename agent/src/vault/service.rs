@@ -25,6 +25,15 @@ pub enum VaultError {
     BadRecoveryKey(#[from] recovery::RecoveryKeyError),
     #[error("{0}")]
     Failed(String),
+    #[error("wrong TPM PIN; the TPM counts wrong PINs towards its dictionary-attack lockout")]
+    WrongPin,
+    #[error(
+        "the TPM is in dictionary-attack lockout after too many wrong PINs; wait for it to \
+         expire, or open the vault with the recovery key"
+    )]
+    TpmLockout,
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// Shared vault state for the API handlers.
@@ -95,6 +104,78 @@ impl VaultService {
             }
             Err(error) => {
                 warn!(error = %format!("{error:#}"), "vault unlock with the recovery key failed");
+                Err(VaultError::Failed(format!("{error:#}")))
+            }
+        }
+    }
+
+    /// Opens the vault with the TPM and the PIN of its TPM keyslot.
+    pub async fn unlock_with_pin(&self, pin: Secret) -> Result<VaultStatus, VaultError> {
+        let mut status = self.status.lock().await;
+        if status.state == VaultState::Open {
+            return Err(VaultError::AlreadyOpen);
+        }
+        let previous = status.clone();
+        let state_dir = self.state_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            system::unlock_with_pin(&RootFs::host(), &state_dir, &pin, &previous)
+        })
+        .await
+        .map_err(|error| VaultError::Failed(format!("the unlock task failed: {error}")))?;
+        match opened {
+            Ok(new_status) => {
+                info!(keyslot = ?new_status.keyslot, "vault opened with the TPM and its PIN");
+                *status = new_status;
+                self.save(&status);
+                Ok(status.clone())
+            }
+            Err(error) => {
+                warn!(%error, "vault unlock with the TPM PIN failed");
+                Err(match error {
+                    super::tpm::UnsealError::BadPin => VaultError::WrongPin,
+                    super::tpm::UnsealError::Lockout => VaultError::TpmLockout,
+                    other => VaultError::Failed(other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Seals a new TPM keyslot to this boot (with an optional PIN) after the recovery key
+    /// proved the caller may; used after the TPM refused a changed boot that the owner
+    /// accepts, to add or remove a PIN, and after the PCR signing key changed.
+    pub async fn reseal(
+        &self,
+        typed_key: Secret,
+        pin: Option<Secret>,
+        bind_pcr7: bool,
+        boot_verified: bool,
+    ) -> Result<VaultStatus, VaultError> {
+        if !boot_verified {
+            return Err(VaultError::NotAllowed(
+                "measured-boot verification did not pass on this boot, so the TPM keyslot is \
+                 not sealed to it; boot a signed image first"
+                    .to_owned(),
+            ));
+        }
+        let key = recovery::normalize(typed_key.as_bytes())?;
+        drop(typed_key);
+        let mut status = self.status.lock().await;
+        let state_dir = self.state_dir.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            system::reseal(&RootFs::host(), &state_dir, &key, pin.as_ref(), bind_pcr7)
+        })
+        .await
+        .map_err(|error| VaultError::Failed(format!("the reseal task failed: {error}")))?;
+        match sealed {
+            Ok(keyslot) => {
+                info!(keyslot, "TPM keyslot sealed to this boot");
+                status.reseal_offered = false;
+                status.tpm_result = Some(format!("sealed to this boot in keyslot {keyslot}"));
+                self.save(&status);
+                Ok(status.clone())
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "re-sealing the TPM keyslot failed");
                 Err(VaultError::Failed(format!("{error:#}")))
             }
         }

@@ -35,17 +35,38 @@ pub struct SignedPolicy {
     pub signatures: PcrSignatures,
 }
 
+/// Names of the copies the early stage keeps in the state directory, because /.extra
+/// exists only in the initrd and `serve` needs them to unseal with a PIN or to reseal.
+const KEPT_PUBLIC_KEY: &str = "tpm2-pcr-public-key.pem";
+const KEPT_SIGNATURE: &str = "tpm2-pcr-signature.json";
+
 impl SignedPolicy {
     /// Reads the PCR public key and signatures that systemd-stub placed in /.extra.
     pub fn load(fs: &RootFs) -> Result<Self, String> {
-        let key_pem = std::fs::read(fs.host_path(PCR_PUBLIC_KEY_FILE))
-            .map_err(|e| format!("{PCR_PUBLIC_KEY_FILE}: {e}"))?;
+        Self::load_files(
+            &fs.host_path(PCR_PUBLIC_KEY_FILE),
+            &fs.host_path(PCR_SIGNATURE_FILE),
+        )
+    }
+
+    /// Reads the copies that [`SignedPolicy::keep`] wrote into `state_dir`.
+    pub fn load_kept(state_dir: &Path) -> Result<Self, String> {
+        Self::load_files(
+            &state_dir.join(KEPT_PUBLIC_KEY),
+            &state_dir.join(KEPT_SIGNATURE),
+        )
+    }
+
+    fn load_files(key_path: &Path, signature_path: &Path) -> Result<Self, String> {
+        let key_pem =
+            std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
         let key =
-            PcrPublicKey::from_pem(&key_pem).map_err(|e| format!("{PCR_PUBLIC_KEY_FILE}: {e}"))?;
-        let signatures = std::fs::read(fs.host_path(PCR_SIGNATURE_FILE))
-            .map_err(|e| format!("{PCR_SIGNATURE_FILE}: {e}"))
+            PcrPublicKey::from_pem(&key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
+        let signatures = std::fs::read(signature_path)
+            .map_err(|e| format!("{}: {e}", signature_path.display()))
             .and_then(|json| {
-                PcrSignatures::parse(&json).map_err(|e| format!("{PCR_SIGNATURE_FILE}: {e}"))
+                PcrSignatures::parse(&json)
+                    .map_err(|e| format!("{}: {e}", signature_path.display()))
             })?;
         Ok(Self {
             key,
@@ -53,12 +74,28 @@ impl SignedPolicy {
             signatures,
         })
     }
+
+    /// Copies /.extra's public key and signatures into `state_dir` for `serve`.
+    pub fn keep(fs: &RootFs, state_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        std::fs::copy(
+            fs.host_path(PCR_PUBLIC_KEY_FILE),
+            state_dir.join(KEPT_PUBLIC_KEY),
+        )?;
+        std::fs::copy(
+            fs.host_path(PCR_SIGNATURE_FILE),
+            state_dir.join(KEPT_SIGNATURE),
+        )?;
+        Ok(())
+    }
 }
 
 /// Unseals TPM tokens with the real TPM and the UKI's signed policy.
 struct TpmUnsealer<'a> {
     context: Option<tss_esapi::Context>,
     policy: Option<&'a SignedPolicy>,
+    /// The PIN for tokens that need one; `None` in the unattended early stage.
+    pin: Option<&'a Secret>,
 }
 
 impl TokenUnsealer for TpmUnsealer<'_> {
@@ -77,6 +114,9 @@ impl TokenUnsealer for TpmUnsealer<'_> {
                 ),
             });
         };
+        if token.pin && self.pin.is_none() {
+            return Err(UnsealError::PinRequired);
+        }
         if let Some(pem) = &token.pubkey {
             if pem != &policy.key_pem {
                 return Err(UnsealError::PolicyMismatch {
@@ -93,7 +133,7 @@ impl TokenUnsealer for TpmUnsealer<'_> {
                 signing_key: &policy.key,
                 signatures: &policy.signatures,
                 bind_pcr7: token.pcrs.contains(&7),
-                pin: None,
+                pin: if token.pin { self.pin } else { None },
             },
         )
     }
@@ -285,6 +325,7 @@ fn open_or_create(vault: &EarlyVault<'_>, device: &Path) -> anyhow::Result<Vault
             context.take()
         },
         policy: policy.as_ref(),
+        pin: None,
     };
     let mut opener = MappingOpener {
         device: device.to_owned(),
@@ -463,6 +504,112 @@ pub fn unlock_with_recovery_key(
         .is_some_and(|result| result.starts_with("policy mismatch"));
     finish_open(&mut status, Path::new(MOUNT_POINT), opener.measurement)?;
     Ok(status)
+}
+
+/// Opens the vault with the TPM and the PIN of a PIN-protected TPM keyslot.
+pub fn unlock_with_pin(
+    fs: &RootFs,
+    state_dir: &Path,
+    pin: &Secret,
+    previous: &VaultStatus,
+) -> Result<VaultStatus, UnsealError> {
+    let failed = |detail: String| UnsealError::NoTpm(detail);
+    let device = find_partition(fs)
+        .map_err(|e| failed(format!("{e:#}")))?
+        .ok_or_else(|| failed("no vault partition".to_owned()))?;
+    let policy =
+        SignedPolicy::load_kept(state_dir).map_err(|reason| UnsealError::PolicyMismatch {
+            pcrs: "pcr 11".to_owned(),
+            detail: format!("the early stage kept no signed PCR policy ({reason})"),
+        })?;
+    let metadata = Luks2Device::load(&device)
+        .and_then(|mut device| device.metadata())
+        .map_err(|e| failed(e.to_string()))?;
+    let mut unsealer = TpmUnsealer {
+        context: open_tpm(),
+        policy: Some(&policy),
+        pin: Some(pin),
+    };
+    if unsealer.context.is_none() {
+        return Err(UnsealError::NoTpm(format!(
+            "{DEVICE_TCTI} could not be opened"
+        )));
+    }
+    let mut opener = MappingOpener {
+        device: device.clone(),
+        mapping: MAPPING.to_owned(),
+        measurement: None,
+    };
+    let mut last_error = None;
+    let mut recording = RecordingUnsealer {
+        inner: &mut unsealer,
+        last_error: &mut last_error,
+    };
+    let report = unlock::unlock(
+        &metadata,
+        Some(&mut recording),
+        &mut opener,
+        &mut Unattended,
+        0,
+    );
+    if !report.unlocked {
+        return Err(last_error.unwrap_or(UnsealError::PolicyMismatch {
+            pcrs: "pcr 11".to_owned(),
+            detail: report.tpm_result,
+        }));
+    }
+    let mut status = status_from_report(&report);
+    status.device = Some(device.display().to_string());
+    status.vault_id = previous.vault_id.clone();
+    finish_open(&mut status, Path::new(MOUNT_POINT), opener.measurement)
+        .map_err(|e| failed(format!("{e:#}")))?;
+    Ok(status)
+}
+
+/// Keeps the last unseal error, so a caller can tell a wrong PIN from a lockout.
+struct RecordingUnsealer<'a, 'b> {
+    inner: &'a mut TpmUnsealer<'b>,
+    last_error: &'a mut Option<UnsealError>,
+}
+
+impl TokenUnsealer for RecordingUnsealer<'_, '_> {
+    fn unseal(&mut self, token: &Tpm2Token) -> Result<Secret, UnsealError> {
+        self.inner.unseal(token).inspect_err(|error| {
+            let copy = match error {
+                UnsealError::BadPin => UnsealError::BadPin,
+                UnsealError::Lockout => UnsealError::Lockout,
+                other => UnsealError::PolicyMismatch {
+                    pcrs: "tpm".to_owned(),
+                    detail: other.to_string(),
+                },
+            };
+            *self.last_error = Some(copy);
+        })
+    }
+}
+
+/// Seals a new TPM keyslot to this boot, optionally with a PIN, replacing the old TPM
+/// keyslots. The recovery key authorizes it.
+pub fn reseal(
+    fs: &RootFs,
+    state_dir: &Path,
+    recovery_key: &Secret,
+    pin: Option<&Secret>,
+    bind_pcr7: bool,
+) -> anyhow::Result<u32> {
+    let device = find_partition(fs)?.ok_or_else(|| anyhow::anyhow!("no vault partition"))?;
+    let policy = SignedPolicy::load_kept(state_dir).map_err(|reason| {
+        anyhow::anyhow!(
+            "the early stage kept no signed PCR policy, so nothing can be sealed ({reason})"
+        )
+    })?;
+    let mut context = open_tpm().ok_or_else(|| anyhow::anyhow!("no TPM device ({DEVICE_TCTI})"))?;
+    let seal_policy = SealPolicy {
+        signing_key: policy.key.clone(),
+        signing_key_pem: policy.key_pem.clone(),
+        bind_pcr7,
+    };
+    enroll::replace_tpm_keyslot(&device, recovery_key, &mut context, &seal_policy, pin)
 }
 
 /// Unmounts and unmaps the vault. The kernel drops the volume key with the mapping.

@@ -81,6 +81,10 @@ pub enum UnsealError {
     Lockout,
     #[error("wrong TPM PIN; the TPM counts this failure towards its dictionary-attack lockout")]
     BadPin,
+    #[error(
+        "the TPM keyslot needs its PIN; enter it with POST /api/vault/unlock {{\"pin\": ...}}"
+    )]
+    PinRequired,
     #[error("the sealed object in the token is damaged: {0}")]
     BadBlob(String),
     #[error("TPM error during {step}: {error}")]

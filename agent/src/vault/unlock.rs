@@ -231,6 +231,7 @@ fn short_result(error: &UnsealError) -> String {
         UnsealError::PolicyMismatch { pcrs, .. } => format!("policy mismatch ({pcrs})"),
         UnsealError::Lockout => "TPM dictionary-attack lockout".to_owned(),
         UnsealError::BadPin => "wrong TPM PIN".to_owned(),
+        UnsealError::PinRequired => "TPM PIN required".to_owned(),
         UnsealError::BadBlob(_) => "damaged TPM token".to_owned(),
         UnsealError::Tpm { step, .. } => format!("TPM error during {step}"),
     }
