@@ -201,6 +201,8 @@ fn early_prints_console_line() {
         stdout_text(&output),
         "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
          appliance-agent early: measurements verdict=unverifiable not_passed=[tpm]\n\
+         appliance-agent early: vault absent reason=no partition with the vault's GPT type \
+         b69992a8-67ec-4659-a0e0-e8f5be18f8bc and label appliance-vault\n\
          appliance-agent early: platform is_vm=true hypervisor=kvm gpu_passthrough=true\n"
     );
     let written: Value = serde_json::from_str(
@@ -225,16 +227,23 @@ fn early_logs_skipped_steps() {
         stdout_text(&output),
         "appliance-agent early: boot secure_boot=unsupported tpm=none\n\
          appliance-agent early: measurements verdict=unverifiable not_passed=[tpm]\n\
+         appliance-agent early: vault absent reason=no partition with the vault's GPT type \
+         b69992a8-67ec-4659-a0e0-e8f5be18f8bc and label appliance-vault\n\
          appliance-agent early: platform is_vm=false hypervisor=none gpu_passthrough=false\n"
     );
     let log = stderr_text(&output);
-    for step in ["unseal_vault", "strip_clipboard_agents"] {
+    for step in ["strip_clipboard_agents"] {
         assert!(
             log.contains(&format!("step skipped step=\"{step}\"")),
             "{step}: {log}"
         );
     }
-    for step in ["read_boot_state", "verify_measurements", "detect_platform"] {
+    for step in [
+        "read_boot_state",
+        "verify_measurements",
+        "unseal_vault",
+        "detect_platform",
+    ] {
         assert!(
             log.contains(&format!("step finished step=\"{step}\"")),
             "{step}: {log}"
@@ -246,10 +255,14 @@ fn early_logs_skipped_steps() {
 fn early_continues_after_detection_failure() {
     let state = tempfile::tempdir().expect("create temp dir");
 
+    // An empty root: early must never look for a vault on the machine running the tests.
+    let root = tempfile::tempdir().expect("create temp dir");
     let output = agent(&[
         "early",
         "--state-dir",
         &state.path().display().to_string(),
+        "--root",
+        &root.path().display().to_string(),
         "--cpuid",
         "/nonexistent/cpuid.json",
     ]);
@@ -257,7 +270,7 @@ fn early_continues_after_detection_failure() {
     assert!(output.status.success(), "{}", stderr_text(&output));
     let stdout = stdout_text(&output);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with("appliance-agent early: boot "),
         "{stdout}"
@@ -266,7 +279,11 @@ fn early_continues_after_detection_failure() {
         lines[1].starts_with("appliance-agent early: measurements verdict="),
         "{stdout}"
     );
-    assert_eq!(lines[2], "appliance-agent early: platform detection failed");
+    assert!(
+        lines[2].starts_with("appliance-agent early: vault absent "),
+        "{stdout}"
+    );
+    assert_eq!(lines[3], "appliance-agent early: platform detection failed");
     assert!(stderr_text(&output).contains("/nonexistent/cpuid.json"));
 }
 
