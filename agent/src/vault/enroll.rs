@@ -84,6 +84,10 @@ pub enum Enrolled {
     /// A marker from an interrupted boot was found; the half-made header was wiped and
     /// the vault created again.
     Restarted,
+    /// A marker from a boot interrupted after the recovery key was shown was found, but the
+    /// key could not be shown again (the TPM did not release its copy, or there was no TPM).
+    /// The vault is complete.
+    RecoveryKeyNotShownAgain,
 }
 
 /// Creates the vault on an empty partition.
@@ -173,13 +177,29 @@ pub fn resume(
                 info!("vault creation finished");
                 Ok(Enrolled::Resumed)
             }
-            Err(error) => anyhow::bail!(
-                "the vault's creation was interrupted after its recovery key was shown, and the \
-                 TPM no longer releases the copy needed to show it again ({error}); open the \
-                 vault with the recovery key shown on that earlier boot"
-            ),
+            Err(error) => {
+                // The vault is complete and the key was shown on the earlier boot; only the
+                // repeat is missing. Keep the marker so a later boot shows the key again.
+                warn!(
+                    %error,
+                    "the vault's creation was interrupted after its recovery key was shown, and \
+                     the TPM does not release the copy needed to show it again; the key shown \
+                     on that earlier boot opens the vault"
+                );
+                Ok(Enrolled::RecoveryKeyNotShownAgain)
+            }
         },
-        _ => {
+        (EnrollmentState::Formatted, None) => {
+            // No TPM held a copy, so the key cannot be shown again, and it may have been
+            // shown already: keep the vault rather than void a key someone wrote down.
+            warn!(
+                "the vault's creation was interrupted around the moment its recovery key was \
+                 shown, and without a TPM the key cannot be shown again; the vault is kept"
+            );
+            Luks2Device::load(ctx.device)?.remove_token(marker_id)?;
+            Ok(Enrolled::RecoveryKeyNotShownAgain)
+        }
+        (EnrollmentState::Formatting, _) => {
             // Before the recovery key was shown nothing could have been stored: start over.
             warn!(state = ?marker.state, "the vault's creation was interrupted before it finished; creating it again");
             luks::wipe_header(ctx.device)?;

@@ -312,6 +312,7 @@ fn open_or_create(vault: &EarlyVault<'_>, device: &Path) -> anyhow::Result<Vault
             enroll::Enrolled::Created => "created",
             enroll::Enrolled::Resumed => "resumed",
             enroll::Enrolled::Restarted => "restarted",
+            enroll::Enrolled::RecoveryKeyNotShownAgain => "recovery-key-not-shown-again",
         };
         super::console_line(&format!("{CONSOLE_PREFIX}{word}"));
         enrollment = Some(word.to_owned());

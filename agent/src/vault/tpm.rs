@@ -205,10 +205,29 @@ pub fn unseal(
 ) -> Result<Secret, UnsealError> {
     let (private, public) = split_blob(blob)?;
     let primary = create_primary(context)?;
-    let result = unseal_under(context, primary, private, public, inputs);
+    let mut attempt = 1;
+    let result = loop {
+        let result = unseal_under(context, primary, private.clone(), public.clone(), inputs);
+        // The TPM rejects the unseal when any PCR was extended between PolicyPCR and
+        // Unseal, which happens during boot (IMA extends PCR 10 for every file it
+        // measures). A new session sees the new values, so the attempt is repeated.
+        match &result {
+            Err(UnsealError::Tpm { error, .. })
+                if error_kind(error) == Some(Tss2ResponseCodeKind::PcrChanged)
+                    && attempt < PCR_CHANGED_ATTEMPTS =>
+            {
+                tracing::debug!(attempt, "a PCR changed during the unseal; trying again");
+                attempt += 1;
+            }
+            _ => break result,
+        }
+    };
     flush(context, primary.into());
     result
 }
+
+/// Attempts when PCRs keep changing under an unseal.
+const PCR_CHANGED_ATTEMPTS: u32 = 10;
 
 fn unseal_under(
     context: &mut Context,
