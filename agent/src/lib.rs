@@ -2,6 +2,8 @@
 //! and the local API.
 
 pub mod api;
+pub mod atomic_file;
+pub mod auth;
 pub mod boot_state;
 pub mod cli;
 pub mod collect;
@@ -15,3 +17,4 @@ pub mod measurements;
 pub mod platform;
 pub mod rootfs;
 pub mod serve;
+pub mod token_command;

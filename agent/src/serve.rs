@@ -14,6 +14,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::api::{self, ApiState};
+use crate::auth::bootstrap::{self, Console};
+use crate::auth::{AllowedHosts, Auth, TokenStore};
 use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
@@ -35,6 +37,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    disable_core_dumps();
     let config = config::load(&args.config)?;
     if args.config.exists() {
         info!(path = %args.config.display(), "configuration loaded");
@@ -72,17 +75,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let auth = Arc::new(start_auth(&config, &addresses, args)?);
     let router = api::router(Arc::new(ApiState {
         detection,
         config,
         boot,
         measurements,
+        auth,
     }));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {
         let mut stop = stop_receiver.clone();
-        let server = axum::serve(listener, router.clone()).with_graceful_shutdown(async move {
+        // The peer address keys the limit on failed token attempts.
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             // An error means the sender is gone, which also means stop.
             let _ = stop.wait_for(|stopped| *stopped).await;
         });
@@ -112,6 +121,47 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     info!("API server stopped");
     result
+}
+
+/// Sets up token checks, and creates and shows the initial admin token when
+/// the store has none. A store that cannot be used does not stop the
+/// server: its read-only routes stay useful, and every token is rejected.
+fn start_auth(
+    config: &config::Config,
+    listen: &[SocketAddr],
+    args: &ServeArgs,
+) -> anyhow::Result<Auth> {
+    let store = TokenStore::new(config.auth.token_store.clone());
+    let console = match &args.console {
+        Some(path) => Console::Path(path.clone()),
+        None => Console::detect(),
+    };
+    match bootstrap::ensure_admin_token(&store, &console) {
+        Ok(Some(_)) => {}
+        Ok(None) => match store.list() {
+            Ok(tokens) => info!(
+                store = %store.path().display(),
+                tokens = tokens.len(),
+                "token store loaded"
+            ),
+            Err(err) => error!(error = %err, "token store unusable, every token is rejected"),
+        },
+        Err(err) => error!(error = %err, "no initial admin token, every token is rejected"),
+    }
+    let hosts = AllowedHosts::new(&config.allowed_hosts, listen);
+    info!(hosts = %hosts.names().join(", "), "accepted Host names");
+    Auth::new(store, hosts).context("failed to get random bytes for the CSRF key")
+}
+
+/// Keeps tokens and keys out of core dumps and away from ptrace by
+/// non-root processes, also when the service runs without `LimitCORE=0`.
+fn disable_core_dumps() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process
+    // and reads no memory of ours.
+    let result = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if result != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "failed to mark the process as not dumpable");
+    }
 }
 
 /// Waits for SIGTERM or SIGINT, or for a server to end by itself, which is
@@ -166,7 +216,7 @@ async fn bind(address: SocketAddr, config_path: &Path) -> anyhow::Result<TcpList
     if is_network_reachable(local) {
         warn!(
             address = %local,
-            "listening on a non-loopback address: the API has no authentication and is reachable from the network"
+            "listening on a non-loopback address: the API is reachable from the network"
         );
     }
     info!(address = %local, "listening");

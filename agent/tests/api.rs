@@ -2,9 +2,11 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
+use appliance_agent::auth::{AllowedHosts, Auth, TokenStore};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
@@ -24,7 +26,14 @@ fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
         config,
         boot: enforcing_boot(),
         measurements: None,
+        auth: no_tokens(),
     })
+}
+
+/// Authentication with an empty token store, for routes that need no token.
+fn no_tokens() -> Arc<Auth> {
+    let store = TokenStore::new(PathBuf::from("/nonexistent/appliance-test/tokens.json"));
+    Arc::new(Auth::new(store, AllowedHosts::new(&[], &[])).expect("random CSRF key"))
 }
 
 fn enforcing_boot() -> BootState {
@@ -42,6 +51,7 @@ async fn call(state: Arc<ApiState>, method: Method, path: &str) -> (StatusCode, 
     let request = Request::builder()
         .method(method)
         .uri(path)
+        .header("host", "127.0.0.1:8480")
         .body(Body::empty())
         .expect("valid request");
     let response = api::router(state)
@@ -205,6 +215,7 @@ async fn unbound_passthrough_gpu_not_usable() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        auth: no_tokens(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -256,6 +267,7 @@ async fn container_on_bare_metal_warns() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        auth: no_tokens(),
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;

@@ -1,5 +1,6 @@
 //! Local HTTP API.
 
+pub mod json;
 pub mod vm_status;
 
 use std::sync::Arc;
@@ -11,30 +12,36 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+pub use self::json::ApiJson;
+use crate::auth::{self, Auth};
 use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
 use crate::measurements::MeasurementReport;
 
-/// Data the handlers read. It does not change while the server runs.
+/// Data the handlers read.
 pub struct ApiState {
     pub detection: Detection,
     pub config: Config,
     pub boot: BootState,
     /// The early stage's measured-boot report; `None` when it did not run.
     pub measurements: Option<MeasurementReport>,
+    pub auth: Arc<Auth>,
 }
 
-/// Builds the router with every route of the API.
+/// Builds the router with every route of the API, behind the `Host` check.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let auth = state.auth.clone();
+    let routes = Router::new()
         .route("/api/health", get(health))
         .route("/api/vm/status", get(vm_status))
         .route("/api/boot/status", get(boot_status))
         .route("/api/boot/measurements", get(boot_measurements))
+        .route("/api/auth/csrf", get(auth::http::csrf_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    auth::protect(routes, auth)
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -75,7 +82,8 @@ async fn method_not_allowed(uri: Uri) -> Response {
     )
 }
 
-fn error_response(status: StatusCode, message: String) -> Response {
+/// Builds the API's error body, `{"error": {"status": ..., "message": ...}}`.
+pub fn error_response(status: StatusCode, message: String) -> Response {
     let body = json!({
         "error": {
             "status": status.as_u16(),
