@@ -76,13 +76,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         }
     };
     let auth = Arc::new(start_auth(&config, &addresses, args)?);
-    let router = api::router(Arc::new(ApiState {
+    let router = api::router(Arc::new(ApiState::new(
         detection,
         config,
+        args.config.clone(),
         boot,
         measurements,
         auth,
-    }));
+    )));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {

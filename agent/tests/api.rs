@@ -21,13 +21,18 @@ use support::{detect_fixture, fixture};
 fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
     let mut config = Config::default();
     config.vm.gpu_passthrough = gpu_passthrough_config;
-    Arc::new(ApiState {
-        detection: detect_fixture(&fixture(relative)),
+    Arc::new(state_with(detect_fixture(&fixture(relative)), config))
+}
+
+fn state_with(detection: Detection, config: Config) -> ApiState {
+    ApiState::new(
+        detection,
         config,
-        boot: enforcing_boot(),
-        measurements: None,
-        auth: no_tokens(),
-    })
+        PathBuf::from("/nonexistent/appliance-test/appliance.yaml"),
+        enforcing_boot(),
+        None,
+        no_tokens(),
+    )
 }
 
 /// Authentication with an empty token store, for routes that need no token.
@@ -210,13 +215,7 @@ async fn unbound_passthrough_gpu_not_usable() {
     let mut detection: Detection =
         detect_fixture(&fixture("cases/a08-gpu-passthrough-in-kvm-guest"));
     detection.gpu.usable_gpus.clear();
-    let state = Arc::new(ApiState {
-        detection,
-        config: Config::default(),
-        boot: enforcing_boot(),
-        measurements: None,
-        auth: no_tokens(),
-    });
+    let state = Arc::new(state_with(detection, Config::default()));
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
 
@@ -262,13 +261,7 @@ async fn bare_metal_without_gpu_disabled() {
 async fn container_on_bare_metal_warns() {
     let mut detection = detect_fixture(&fixture("vm/bare-metal-server"));
     detection.container = Container::Docker;
-    let state = Arc::new(ApiState {
-        detection,
-        config: Config::default(),
-        boot: enforcing_boot(),
-        measurements: None,
-        auth: no_tokens(),
-    });
+    let state = Arc::new(state_with(detection, Config::default()));
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
 

@@ -1,14 +1,16 @@
 //! Local HTTP API.
 
 pub mod json;
+pub mod vm_gpu;
 pub mod vm_status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -17,16 +19,45 @@ use crate::auth::{self, Auth};
 use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
+use crate::gpu_access::GpuAccess;
 use crate::measurements::MeasurementReport;
 
-/// Data the handlers read.
+/// Data the handlers read and the shared values they change.
 pub struct ApiState {
     pub detection: Detection,
+    /// Configuration as loaded at start; `gpu` has the live GPU setting.
     pub config: Config,
+    /// File that `POST /api/vm/gpu` edits.
+    pub config_path: PathBuf,
     pub boot: BootState,
     /// The early stage's measured-boot report; `None` when it did not run.
     pub measurements: Option<MeasurementReport>,
     pub auth: Arc<Auth>,
+    pub gpu: Arc<GpuAccess>,
+}
+
+impl ApiState {
+    /// Builds the state, deriving the GPU decision from the detected
+    /// platform and the configuration.
+    pub fn new(
+        detection: Detection,
+        config: Config,
+        config_path: PathBuf,
+        boot: BootState,
+        measurements: Option<MeasurementReport>,
+        auth: Arc<Auth>,
+    ) -> Self {
+        let gpu = Arc::new(GpuAccess::new(detection.is_vm(), config.vm.gpu_passthrough));
+        Self {
+            detection,
+            config,
+            config_path,
+            boot,
+            measurements,
+            auth,
+            gpu,
+        }
+    }
 }
 
 /// Builds the router with every route of the API, behind the `Host` check.
@@ -35,6 +66,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let routes = Router::new()
         .route("/api/health", get(health))
         .route("/api/vm/status", get(vm_status))
+        .route("/api/vm/gpu", post(vm_gpu::set_gpu))
         .route("/api/boot/status", get(boot_status))
         .route("/api/boot/measurements", get(boot_measurements))
         .route("/api/auth/csrf", get(auth::http::csrf_token))
@@ -49,7 +81,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
-    Json(vm_status::build(&state.detection, &state.config))
+    Json(vm_status::build(&state.detection, state.gpu.vm_setting()))
 }
 
 async fn boot_status(State(state): State<Arc<ApiState>>) -> Json<BootState> {

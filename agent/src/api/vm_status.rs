@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::detect::{Container, Detection};
 
 /// Body of `GET /api/vm/status`.
@@ -53,11 +52,12 @@ const GPU_DMA: &str =
     "GPU memory is visible to the host through DMA, because a GPU is passed through to this VM.";
 const BARE_METAL: &str = "The appliance runs on bare metal with full hardware isolation, so no hypervisor can read its memory.";
 
-/// Builds the response from the detection result and the configuration.
-pub fn build(detection: &Detection, config: &Config) -> VmStatus {
+/// Builds the response from the detection result and the value of
+/// `vm.gpu_passthrough` in effect.
+pub fn build(detection: &Detection, vm_gpu_setting: bool) -> VmStatus {
     let is_vm = detection.is_vm();
     let vm_gpu_enabled = if is_vm {
-        config.vm.gpu_passthrough
+        vm_gpu_setting
     } else {
         !detection.gpu.usable_gpus.is_empty()
     };
@@ -68,6 +68,25 @@ pub fn build(detection: &Detection, config: &Config) -> VmStatus {
         gpu_passthrough: detection.gpu_passthrough_usable(),
         vm_gpu_enabled,
         security_notice: notice(detection),
+    }
+}
+
+const GPU_MEMORY_VISIBLE: &str = "GPU memory is visible to the host: the hypervisor can read it through DMA, and it may contain model weights, intermediate results and generated outputs.";
+const GPU_DMA_BYPASS: &str = "GPU DMA can bypass some VM memory isolation boundaries, a hardware-level concern that no software can fully mitigate.";
+const GPU_DRIVER_BUGS: &str =
+    "Bugs in the host kernel's GPU drivers could be exploited through the passed-through device.";
+
+/// Builds the notice shown when GPU passthrough is turned on in a VM.
+pub fn gpu_passthrough_notice(detection: &Detection) -> SecurityNotice {
+    SecurityNotice {
+        level: NoticeLevel::Warning,
+        title: format!(
+            "GPU passthrough enabled in a Virtual Machine ({})",
+            detection.vm
+        ),
+        details: [GPU_MEMORY_VISIBLE, GPU_DMA_BYPASS, GPU_DRIVER_BUGS]
+            .map(str::to_owned)
+            .to_vec(),
     }
 }
 
