@@ -14,6 +14,7 @@ pub mod detect_command;
 pub mod early;
 pub mod eventlog_command;
 pub mod gpu_access;
+pub mod hardening;
 pub mod logging;
 pub mod measurements;
 pub mod platform;

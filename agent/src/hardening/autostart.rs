@@ -1,0 +1,228 @@
+//! XDG autostart entries: a session agent such as spice-vdagent starts again
+//! at every login through `/etc/xdg/autostart/NAME.desktop`.
+//!
+//! The XDG Autostart Specification (0.5) lets an entry with `Hidden=true`
+//! disable the entry of the same name, and a user's
+//! `~/.config/autostart/NAME.desktop` takes precedence over the system one.
+//! The system entry therefore gets `Hidden=true`, which covers users created
+//! later, and each existing user gets a hidden entry of their own, which
+//! covers a user copy that would otherwise take precedence.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::chown;
+use std::path::Path;
+
+use crate::atomic_file;
+use crate::rootfs::RootFs;
+
+/// Folder of the system-wide autostart entries.
+pub const SYSTEM_AUTOSTART: &str = "/etc/xdg/autostart";
+
+/// A login account from `/etc/passwd`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// Lowest uid of a regular account on Debian (`FIRST_UID` in adduser.conf).
+const FIRST_USER_UID: u32 = 1000;
+
+/// uid of `nobody`, which never logs in.
+const NOBODY_UID: u32 = 65534;
+
+/// Reads the accounts that can have a desktop session: regular uids whose
+/// home directory exists.
+pub fn users(fs: &RootFs) -> Vec<User> {
+    let Ok(text) = fs.read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() < 7 {
+                return None;
+            }
+            Some(User {
+                name: fields[0].to_owned(),
+                uid: fields[2].parse().ok()?,
+                gid: fields[3].parse().ok()?,
+                home: fields[5].to_owned(),
+            })
+        })
+        .filter(|user| user.uid >= FIRST_USER_UID && user.uid != NOBODY_UID)
+        .filter(|user| user.home.starts_with('/') && fs.exists(&user.home).unwrap_or(false))
+        .collect()
+}
+
+/// Returns the user with this uid.
+pub fn user_by_uid(users: &[User], uid: u32) -> Option<&User> {
+    users.iter().find(|user| user.uid == uid)
+}
+
+/// Returns true when an entry named `name` would start at login: the system
+/// entry or a user entry exists and is not hidden.
+pub fn is_active(fs: &RootFs, name: &str, users: &[User]) -> bool {
+    let mut paths = vec![format!("{SYSTEM_AUTOSTART}/{name}")];
+    paths.extend(users.iter().map(|user| user_entry_path(user, name)));
+    paths
+        .iter()
+        .any(|path| fs.read_to_string(path).is_ok_and(|text| !is_hidden(&text)))
+}
+
+/// Hides the entry `name` for everyone: the system entry, when it exists,
+/// gets `Hidden=true`, and each user gets a hidden entry. Returns one line
+/// per file written, and the errors of the files that failed.
+pub fn hide(fs: &RootFs, name: &str, users: &[User]) -> Vec<Result<String, String>> {
+    let mut results = Vec::new();
+    let system_path = format!("{SYSTEM_AUTOSTART}/{name}");
+    if let Ok(text) = fs.read_to_string(&system_path) {
+        if !is_hidden(&text) {
+            let host_path = fs.host_path(&system_path);
+            results.push(
+                atomic_file::write(&host_path, with_hidden(&text).as_bytes(), 0o644)
+                    .map(|()| format!("set Hidden=true in {system_path}"))
+                    .map_err(|err| format!("failed to write {system_path}: {err}")),
+            );
+        }
+    }
+    for user in users {
+        let path = user_entry_path(user, name);
+        let text = fs.read_to_string(&path).ok();
+        if text.as_deref().is_some_and(is_hidden) {
+            continue;
+        }
+        let contents = match &text {
+            Some(text) => with_hidden(text),
+            None => format!("[Desktop Entry]\nType=Application\nName={name}\nHidden=true\n"),
+        };
+        results.push(
+            write_user_entry(fs, user, &path, &contents)
+                .map(|()| format!("wrote a hidden {path} for user {}", user.name))
+                .map_err(|err| format!("failed to write {path}: {err}")),
+        );
+    }
+    results
+}
+
+fn user_entry_path(user: &User, name: &str) -> String {
+    format!(
+        "{}/.config/autostart/{name}",
+        user.home.trim_end_matches('/')
+    )
+}
+
+/// Writes a file in the user's home, creating `.config/autostart` owned by
+/// the user, as the session would have.
+fn write_user_entry(fs: &RootFs, user: &User, path: &str, contents: &str) -> io::Result<()> {
+    let home = user.home.trim_end_matches('/');
+    for directory in [
+        format!("{home}/.config"),
+        format!("{home}/.config/autostart"),
+    ] {
+        let host_directory = fs.host_path(&directory);
+        if !host_directory.is_dir() {
+            fs::create_dir(&host_directory)?;
+            chown(&host_directory, Some(user.uid), Some(user.gid))?;
+        }
+    }
+    let host_path = fs.host_path(path);
+    atomic_file::write(&host_path, contents.as_bytes(), 0o644)?;
+    chown(Path::new(&host_path), Some(user.uid), Some(user.gid))
+}
+
+/// Returns true when the `[Desktop Entry]` group sets `Hidden=true`.
+pub fn is_hidden(text: &str) -> bool {
+    let mut in_entry = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_entry = line == "[Desktop Entry]";
+        } else if in_entry && line.replace(' ', "") == "Hidden=true" {
+            return true;
+        }
+    }
+    false
+}
+
+/// Returns the entry with `Hidden=true` in its `[Desktop Entry]` group,
+/// replacing another `Hidden=` value and keeping every other line.
+pub fn with_hidden(text: &str) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let start = lines
+        .iter()
+        .position(|line| line.trim() == "[Desktop Entry]");
+    let Some(start) = start else {
+        let mut result = String::from("[Desktop Entry]\nHidden=true\n");
+        result.push_str(text);
+        return result;
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(|line| line.trim_start().starts_with('['))
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let existing = (start + 1..end).find(|&index| {
+        lines[index]
+            .split_once('=')
+            .is_some_and(|(key, _)| key.trim() == "Hidden")
+    });
+    match existing {
+        Some(index) => lines[index] = "Hidden=true".to_owned(),
+        None => lines.insert(start + 1, "Hidden=true".to_owned()),
+    }
+    let mut result = lines.join("\n");
+    result.push('\n');
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPICE_ENTRY: &str = "[Desktop Entry]\nType=Application\nName=Spice vdagent\nExec=/usr/bin/spice-vdagent\nTerminal=false\nNoDisplay=true\n";
+
+    #[test]
+    fn hidden_added_to_entry_group() {
+        let edited = with_hidden(SPICE_ENTRY);
+
+        assert!(edited.starts_with("[Desktop Entry]\nHidden=true\nType=Application\n"));
+        assert!(is_hidden(&edited));
+        assert!(!is_hidden(SPICE_ENTRY));
+    }
+
+    #[test]
+    fn hidden_false_replaced() {
+        let text = "[Desktop Entry]\nHidden=false\nExec=x\n[Desktop Action new]\nHidden=true\n";
+
+        let edited = with_hidden(text);
+
+        assert_eq!(
+            edited,
+            "[Desktop Entry]\nHidden=true\nExec=x\n[Desktop Action new]\nHidden=true\n"
+        );
+        assert!(
+            !is_hidden(text),
+            "a Hidden key of another group does not count"
+        );
+    }
+
+    #[test]
+    fn users_from_passwd() {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        fs::create_dir_all(dir.path().join("etc")).expect("create etc");
+        fs::create_dir_all(dir.path().join("home/alice")).expect("create home");
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+        )
+        .expect("write passwd");
+        let fs = RootFs::new(dir.path().to_path_buf(), Default::default());
+
+        let names: Vec<String> = users(&fs).into_iter().map(|user| user.name).collect();
+
+        assert_eq!(names, ["alice"]);
+    }
+}
