@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// is no /dev/console.
     #[arg(long, value_name = "PATH")]
     pub console: Option<PathBuf>,
+
+    /// Seconds between checks for clipboard agents and host channels in a
+    /// VM; 0 turns the checks off, for development runs outside the
+    /// appliance.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub host_channel_check_seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -21,3 +21,4 @@ pub mod platform;
 pub mod rootfs;
 pub mod serve;
 pub mod token_command;
+pub mod vm_facts;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::api::vm_status::VmFacts;
 use crate::api::{self, ApiState};
 use crate::auth::bootstrap::{self, Console};
 use crate::auth::{AllowedHosts, Auth, TokenStore};
@@ -20,8 +21,11 @@ use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
+use crate::hardening::{self, control::SystemControl};
 use crate::measurements;
+use crate::measurements::tpm::DEVICE_TCTI;
 use crate::rootfs::RootFs;
+use crate::vm_facts::{self, TpmVendor};
 use crate::{early, platform};
 
 /// Time that open connections get to finish after a stop signal.
@@ -76,14 +80,37 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         }
     };
     let auth = Arc::new(start_auth(&config, &addresses, args)?);
-    let router = api::router(Arc::new(ApiState::new(
+    let is_vm = detection.is_vm();
+    let tpm = read_tpm_vendor(&boot, is_vm);
+    let sizing = vm_facts::read_sizing(&RootFs::host(), is_vm);
+    for warning in &sizing.warnings {
+        warn!(
+            vcpus = sizing.vcpus,
+            memory_mib = sizing.memory_mib,
+            "{warning}"
+        );
+    }
+    let state = ApiState::new(
         detection,
         config,
         args.config.clone(),
         boot,
         measurements,
         auth,
-    )));
+    );
+    {
+        let mut facts = state
+            .facts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        facts.tpm = tpm;
+        facts.sizing = sizing;
+    }
+    if is_vm && args.host_channel_check_seconds > 0 {
+        let interval = Duration::from_secs(args.host_channel_check_seconds);
+        tokio::spawn(check_host_channels(state.facts.clone(), interval));
+    }
+    let router = api::router(Arc::new(state));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {
@@ -152,6 +179,87 @@ fn start_auth(
     let hosts = AllowedHosts::new(&config.allowed_hosts, listen);
     info!(hosts = %hosts.names().join(", "), "accepted Host names");
     Auth::new(store, hosts).context("failed to get random bytes for the CSRF key")
+}
+
+/// Reads the TPM's manufacturer through the resource manager. A failure is
+/// logged and reported as an unknown manufacturer.
+fn read_tpm_vendor(boot: &boot_state::BootState, is_vm: bool) -> TpmVendor {
+    let manufacturer = match &boot.tpm.device {
+        Some(_) => match vm_facts::read_tpm_manufacturer(DEVICE_TCTI) {
+            Ok(manufacturer) => Some(manufacturer),
+            Err(err) => {
+                warn!(error = %err, "TPM manufacturer unknown");
+                None
+            }
+        },
+        None => None,
+    };
+    let vendor = vm_facts::judge_tpm(manufacturer, is_vm);
+    info!(
+        manufacturer = vendor.manufacturer.as_deref().unwrap_or("unknown"),
+        looks_virtual = vendor.looks_virtual,
+        basis = %vendor.basis,
+        "TPM vendor"
+    );
+    vendor
+}
+
+/// Finds and disables clipboard agents, and records host channels, every
+/// `interval`, because agents respawn and users log in again.
+async fn check_host_channels(facts: Arc<RwLock<VmFacts>>, interval: Duration) {
+    info!(
+        interval_seconds = interval.as_secs(),
+        "host channel checks started"
+    );
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let checked = tokio::task::spawn_blocking(|| {
+            let fs = RootFs::host();
+            let target = hardening::Target {
+                proc_fs: &fs,
+                files_fs: &fs,
+            };
+            hardening::check(&target, &mut SystemControl::default())
+        })
+        .await;
+        let report = match checked {
+            Ok(report) => report,
+            Err(err) => {
+                error!(error = %err, "host channel check failed");
+                continue;
+            }
+        };
+        let mut facts = facts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for finding in report
+            .clipboard_agents
+            .iter()
+            .chain(&report.host_channels)
+            .filter(|finding| {
+                !facts.hardening.clipboard_agents.contains(finding)
+                    && !facts.hardening.host_channels.contains(finding)
+            })
+        {
+            warn!(
+                agent = %finding.agent,
+                pid = finding.pid.unwrap_or(0),
+                source = finding.source.as_deref().unwrap_or(""),
+                category = ?finding.category,
+                "host channel found"
+            );
+        }
+        for folder in report
+            .shared_folders
+            .iter()
+            .filter(|folder| !facts.hardening.shared_folders.contains(folder))
+        {
+            warn!(mount_point = %folder.mount_point, fs_type = %folder.fs_type, "host-shared folder mounted");
+        }
+        facts.hardening.merge(report);
+    }
 }
 
 /// Keeps tokens and keys out of core dumps and away from ptrace by

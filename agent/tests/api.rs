@@ -111,9 +111,12 @@ fn assert_shape(body: &Map<String, Value>) {
         keys(body),
         [
             "gpu_passthrough",
+            "hardening",
             "hypervisor",
             "is_vm",
             "security_notice",
+            "sizing",
+            "tpm",
             "vm_gpu_enabled"
         ]
     );
@@ -375,4 +378,73 @@ async fn boot_measurements_report_returned() {
     assert_eq!(body["bank"], "sha256");
     assert_eq!(body["checks"][0]["name"], "pcr15_unused");
     assert_eq!(body["checks"][0]["status"], "passed");
+}
+
+#[tokio::test]
+async fn vm_status_reports_facts() {
+    use appliance_agent::hardening::{Category, Finding, Report, SharedFolder};
+    use appliance_agent::vm_facts::{judge_tpm, Sizing};
+
+    let state = state("vm/kvm-q35", false);
+    {
+        let mut facts = state.facts.write().expect("facts lock");
+        facts.hardening = Report {
+            clipboard_agents: Vec::new(),
+            host_channels: vec![Finding {
+                agent: "qemu-guest-agent".to_owned(),
+                category: Category::HostChannel,
+                what: "qemu-guest-agent (guest-exec)".to_owned(),
+                pid: Some(640),
+                user: None,
+                source: None,
+            }],
+            shared_folders: vec![SharedFolder {
+                mount_point: "/mnt/host".to_owned(),
+                fs_type: "virtiofs".to_owned(),
+                source: "share".to_owned(),
+            }],
+            actions: Vec::new(),
+        };
+        facts.tpm = judge_tpm(Some("IBM".to_owned()), true);
+        facts.sizing = Sizing {
+            vcpus: 2,
+            memory_mib: 2048,
+            warnings: vec!["The VM has 2 vCPUs; allocate at least 4.".to_owned()],
+        };
+    }
+
+    let (status, body) = call(state, Method::GET, "/api/vm/status").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let body = body.as_object().expect("object").clone();
+    assert_shape(&body);
+    assert_eq!(body["hardening"]["host_channels"][0]["pid"], 640);
+    assert_eq!(
+        body["hardening"]["shared_folders"][0]["fs_type"],
+        "virtiofs"
+    );
+    assert_eq!(body["tpm"]["manufacturer"], "IBM");
+    assert_eq!(body["tpm"]["looks_virtual"], true);
+    assert_eq!(body["sizing"]["vcpus"], 2);
+    let details = notice_details(&body);
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("qemu-guest-agent (guest-exec)")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("/mnt/host")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("manufacturer IBM")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("2 vCPUs")),
+        "{details:?}"
+    );
 }

@@ -152,6 +152,9 @@ fn serve_command(config: &Path, state_dir: &Path) -> Command {
         .arg(state_dir)
         .arg("--console")
         .arg(console)
+        // The test machine's own agents are not the tests' to disable.
+        .arg("--host-channel-check-seconds")
+        .arg("0")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("CREDENTIALS_DIRECTORY");
     command

@@ -5,7 +5,7 @@ pub mod vm_gpu;
 pub mod vm_status;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub use self::json::ApiJson;
+use self::vm_status::VmFacts;
 use crate::auth::{self, Auth};
 use crate::boot_state::BootState;
 use crate::config::Config;
@@ -34,6 +35,9 @@ pub struct ApiState {
     pub measurements: Option<MeasurementReport>,
     pub auth: Arc<Auth>,
     pub gpu: Arc<GpuAccess>,
+    /// TPM, sizing and hardening facts; `serve` updates the hardening
+    /// report after every check.
+    pub facts: Arc<RwLock<VmFacts>>,
 }
 
 impl ApiState {
@@ -56,7 +60,18 @@ impl ApiState {
             measurements,
             auth,
             gpu,
+            facts: Arc::new(RwLock::new(VmFacts::default())),
         }
+    }
+
+    /// Returns a copy of the current facts.
+    pub fn facts(&self) -> VmFacts {
+        // The facts are replaced whole, so a poisoned lock still holds a
+        // consistent value.
+        self.facts
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -81,7 +96,11 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
-    Json(vm_status::build(&state.detection, state.gpu.vm_setting()))
+    Json(vm_status::build(
+        &state.detection,
+        state.gpu.vm_setting(),
+        &state.facts(),
+    ))
 }
 
 async fn boot_status(State(state): State<Arc<ApiState>>) -> Json<BootState> {

@@ -61,7 +61,7 @@ pub async fn set_gpu(
         info!(token = %admin.principal().id, enabled = request.enabled, "vm.gpu_passthrough changed");
     }
     let response = GpuResponse {
-        status: vm_status::build(&state.detection, request.enabled),
+        status: vm_status::build(&state.detection, request.enabled, &state.facts()),
         gpu_security_notice: (is_vm && request.enabled)
             .then(|| vm_status::gpu_passthrough_notice(&state.detection)),
     };

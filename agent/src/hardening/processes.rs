@@ -23,8 +23,9 @@ impl Process {
     }
 }
 
-/// Lists the processes under `/proc`. A process that exits while it is
-/// being read is left out.
+/// Lists the running processes under `/proc`. A process that exits while
+/// it is being read is left out, and so is a zombie, which has exited and
+/// only waits for its parent to collect its status.
 pub fn list(fs: &RootFs) -> Vec<Process> {
     let Ok(entries) = fs.read_dir("/proc") else {
         return Vec::new();
@@ -32,8 +33,19 @@ pub fn list(fs: &RootFs) -> Vec<Process> {
     entries
         .iter()
         .filter_map(|entry| entry.parse::<u32>().ok())
+        .filter(|pid| !is_zombie(fs, *pid))
         .filter_map(|pid| read(fs, pid))
         .collect()
+}
+
+fn is_zombie(fs: &RootFs, pid: u32) -> bool {
+    fs.read_to_string(&format!("/proc/{pid}/status"))
+        .is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("State:"))
+                .is_some_and(|state| state.trim_start().starts_with('Z'))
+        })
 }
 
 /// Reads one process, or `None` when it is gone or unreadable.
