@@ -98,6 +98,11 @@ pub struct EarlyArgs {
     #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
     pub state_dir: PathBuf,
 
+    /// Mount point of the root file system that switch-root will enter,
+    /// where clipboard agents are masked.
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    pub sysroot: PathBuf,
+
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
