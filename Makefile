@@ -36,14 +36,14 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test clean FORCE
+.PHONY: all setup keys image run stop test lint unit-test api-test qemu-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
 
 setup: $(STAMP_SETUP) $(TOOLS)/usr/bin/ukify $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 
-$(STAMP_SETUP): image/setup-host.sh
+$(STAMP_SETUP): image/setup-host.sh image/requirements.txt
 	bash image/setup-host.sh
 	touch $@
 
@@ -99,12 +99,18 @@ lint: setup
 unit-test: setup
 	cargo test --locked --workspace
 
+# Property-based requests generated from agent/openapi.yaml against a real
+# serve on loopback.
+api-test: setup
+	cargo build --locked -p appliance-agent
+	bash api-tests/run-schemathesis.sh $(CARGO_TARGET_DIR)/debug/appliance-agent
+
 qemu-test: image
 	/usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.
-test: lint image unit-test qemu-test
+test: lint image unit-test api-test qemu-test
 
 clean:
 	rm -rf build run-state

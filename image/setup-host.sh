@@ -10,7 +10,7 @@ HOST_PACKAGES=(
     # mkosi's own needs on the host; everything else comes from the tools tree.
     apt dpkg debian-archive-keyring python3 uidmap
     # Signing keys, image conversion and the tests' tooling.
-    openssl qemu-utils python3-pytest curl
+    openssl qemu-utils python3-pytest python3-venv curl
     # Rust crates that bind C libraries.
     pkg-config libclang-dev libtss2-dev
     # A software TPM for the TPM tests that run on the host.
@@ -68,3 +68,20 @@ if [ ! -f "$mkosi_dir/usr/lib/python3/dist-packages/mkosi/__init__.py" ]; then
     mv "$mkosi_dir.tmp" "$mkosi_dir"
 fi
 log "mkosi $MKOSI_VERSION ready in $mkosi_dir"
+
+# Python test tools from PyPI, pinned in requirements.txt, in a venv so they
+# never touch the host's Python. The venv is rebuilt whenever the file
+# changes; the copy inside it records which version it was built from.
+venv="$CACHE/venv"
+requirements="$(dirname "$0")/requirements.txt"
+if ! cmp -s "$requirements" "$venv/requirements.txt"; then
+    log "installing the Python test tools into $venv"
+    rm -rf "$venv.tmp"
+    /usr/bin/python3 -m venv "$venv.tmp"
+    "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
+        || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
+    cp "$requirements" "$venv.tmp/requirements.txt"
+    rm -rf "$venv"
+    mv "$venv.tmp" "$venv"
+fi
+log "Python test tools ready in $venv"

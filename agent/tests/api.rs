@@ -448,3 +448,20 @@ async fn vm_status_reports_facts() {
         "{details:?}"
     );
 }
+
+#[tokio::test]
+async fn openapi_paths_all_routed() {
+    let spec: Value =
+        serde_norway::from_str(include_str!("../openapi.yaml")).expect("openapi.yaml is YAML");
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 6, "{:?}", paths.keys());
+
+    for (path, operations) in paths {
+        for method in operations.as_object().expect("operations").keys() {
+            let method: Method = method.to_uppercase().parse().expect("HTTP method");
+            let (status, body) = call(state("vm/kvm-q35", false), method.clone(), path).await;
+            assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+}

@@ -70,8 +70,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses a JSON body into `T`, rejecting trailing data.
+/// Parses a JSON body into `T`, rejecting trailing data and any top-level
+/// value other than an object. serde would otherwise also accept a struct
+/// written as an array of its field values, such as `[true]`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first.is_some_and(|byte| *byte != b'{') {
+        return Err(BodyError {
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid JSON body: expected a JSON object".to_owned(),
+            field: None,
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         // Syntax errors have a path too, such as `?` for a key that was
@@ -199,6 +209,19 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn non_object_bodies_rejected() {
+        for body in ["[true]", "true", "null", "\"enabled\"", " [ ]"] {
+            let err = error_of::<Toggle>(body);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(
+                err.message.contains("JSON object"),
+                "{body}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]
