@@ -183,6 +183,8 @@ fn strip_clipboard_agents(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
         report.actions.len(),
         report.actions.iter().filter(|action| !action.ok).count()
     ));
+    let path = hardening::write_report(&args.state_dir, &report)?;
+    info!(path = %path.display(), "clipboard agent report written");
     Ok(StepOutcome::Done)
 }
 

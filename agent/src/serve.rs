@@ -105,6 +105,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         facts.tpm = tpm;
         facts.sizing = sizing;
+        if let Ok(report) = hardening::read_report(&args.state_dir) {
+            info!(
+                clipboard_agents = report.clipboard_agents.len(),
+                actions = report.actions.len(),
+                "clipboard agent report from early boot loaded"
+            );
+            facts.hardening = report;
+        }
     }
     if is_vm && args.host_channel_check_seconds > 0 {
         let interval = Duration::from_secs(args.host_channel_check_seconds);

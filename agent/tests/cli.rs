@@ -345,4 +345,10 @@ fn early_masks_agents_in_sysroot() {
     let entry = fs::read_to_string(autostart.join("spice-vdagent.desktop")).expect("read entry");
     assert!(entry.contains("Hidden=true"), "{entry}");
     assert!(stderr_text(&output).contains("step finished step=\"strip_clipboard_agents\""));
+    let recorded: Value = serde_json::from_str(
+        &fs::read_to_string(state.path().join("hardening.json")).expect("hardening.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(recorded["actions"].as_array().expect("actions").len(), 3);
+    assert_eq!(recorded["actions"][0]["ok"], true);
 }

@@ -18,10 +18,15 @@ pub mod autostart;
 pub mod control;
 pub mod processes;
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use self::control::HostControl;
 use self::processes::Process;
+use crate::atomic_file;
 use crate::rootfs::RootFs;
 
 /// Rule that matches the processes of an agent.
@@ -262,6 +267,34 @@ fn merge_unique<T: PartialEq>(into: &mut Vec<T>, items: Vec<T>) {
             into.push(item);
         }
     }
+}
+
+/// File in the state directory where `early` records what it did, for
+/// `serve` to report after switch-root.
+pub const REPORT_FILE: &str = "hardening.json";
+
+/// Writes `report` atomically to [`REPORT_FILE`] in `state_dir`.
+pub fn write_report(state_dir: &Path, report: &Report) -> anyhow::Result<PathBuf> {
+    let path = state_dir.join(REPORT_FILE);
+    let mut text = serde_json::to_vec_pretty(report)?;
+    text.push(b'\n');
+    fs::create_dir_all(state_dir).with_context(|| {
+        format!(
+            "failed to create the state directory {}",
+            state_dir.display()
+        )
+    })?;
+    atomic_file::write(&path, &text, 0o644)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Reads the report that `early` wrote to `state_dir`.
+pub fn read_report(state_dir: &Path) -> anyhow::Result<Report> {
+    let path = state_dir.join(REPORT_FILE);
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid report in {}", path.display()))
 }
 
 /// File system views the check reads and writes.
