@@ -29,6 +29,8 @@ PORT          ?= 8480
 AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
+SPICE_DIR     := build/image-spice-test
+SPICE_RAW     := $(SPICE_DIR)/appliance.raw
 CONVERTED     := $(IMAGE_DIR)/appliance.qcow2 $(IMAGE_DIR)/appliance.vmdk $(IMAGE_DIR)/appliance.vhdx
 OVMF_VARS     := build/ovmf/vars.fd
 STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
@@ -36,7 +38,7 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup keys image run stop test lint unit-test api-test qemu-test clean FORCE
+.PHONY: all setup keys image image-spice-test run stop test lint unit-test api-test qemu-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -73,6 +75,17 @@ $(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing
 	$(MKOSI) $(MKOSI_KEYS) -f build
 	$(SANDBOX) /usr/bin/python3 image/check-image.py $(IMAGE_DIR)
 
+# Test variant with spice-vdagent installed, for the boot test that shows
+# the agent disables it. Never shipped.
+$(SPICE_RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing.crt build/keys.path | setup
+	$(MKOSI) $(MKOSI_KEYS) --profile=spice-test --output-directory=$(SPICE_DIR) -f build
+	$(SANDBOX) /usr/bin/python3 image/check-image.py --test-variant spice-test $(SPICE_DIR)
+
+$(SPICE_DIR)/appliance.qcow2: $(SPICE_RAW)
+	qemu-img convert -f raw -O qcow2 $< $@
+
+image-spice-test: image $(SPICE_DIR)/appliance.qcow2
+
 $(IMAGE_DIR)/appliance.qcow2: $(RAW)
 	qemu-img convert -f raw -O qcow2 $< $@
 $(IMAGE_DIR)/appliance.vmdk: $(RAW)
@@ -105,7 +118,7 @@ api-test: setup
 	cargo build --locked -p appliance-agent
 	bash api-tests/run-schemathesis.sh $(CARGO_TARGET_DIR)/debug/appliance-agent
 
-qemu-test: image
+qemu-test: image image-spice-test
 	/usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare

@@ -65,6 +65,9 @@ csrf=$(curl -sf -H "Authorization: Bearer $token" "$base/api/auth/csrf" \
     | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["csrf_token"])')
 
 status=0
+# schemathesis keeps its own files in the working directory; keep them out
+# of the clone.
+cd "$work"
 "$venv/bin/schemathesis" run "$top/agent/openapi.yaml" \
     --url "$base" \
     --header "Authorization: Bearer $token" \
