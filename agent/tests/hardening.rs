@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use appliance_agent::hardening::control::{HostControl, UnitInfo};
@@ -94,7 +95,30 @@ impl HostControl for FakeHost {
 fn copy_root(source: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("create temp dir");
     copy_tree(&source.join("root"), dir.path());
+    give_homes_to_users(dir.path());
     dir
+}
+
+/// Makes the fake root traversable and each home owned by its user, as on
+/// a real system, because the check writes into homes as their owner.
+fn give_homes_to_users(root: &Path) {
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    for user in autostart::users(&view(root)) {
+        chown_tree(
+            &root.join(user.home.trim_start_matches('/')),
+            user.uid,
+            user.gid,
+        );
+    }
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path).expect("list folder") {
+            chown_tree(&entry.expect("entry").path(), uid, gid);
+        }
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -359,6 +383,7 @@ fn empty_root() -> tempfile::TempDir {
         "root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
     )
     .expect("write passwd");
+    give_homes_to_users(dir.path());
     dir
 }
 
@@ -603,4 +628,48 @@ fn installed_but_stopped_agent_masked() {
         .filter_map(|finding| finding.source.as_deref())
         .collect();
     assert_eq!(sources, ["spice-vdagentd.socket", "spice-vdagentd.service"]);
+}
+
+#[test]
+fn planted_symlink_not_followed() {
+    let root = empty_root();
+    write_autostart(
+        root.path(),
+        "spice-vdagent.desktop",
+        "/usr/bin/spice-vdagent",
+    );
+    // A folder only root may write, which the user points their autostart
+    // folder at.
+    let protected = root.path().join("etc/cron.d");
+    fs::create_dir_all(&protected).expect("create protected folder");
+    fs::set_permissions(&protected, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = root.path().join("home/alice/.config");
+    fs::create_dir_all(&config).expect("create .config");
+    chown_tree(&config, 1000, 1000);
+    std::os::unix::fs::symlink(&protected, config.join("autostart")).expect("plant link");
+    std::os::unix::fs::lchown(config.join("autostart"), Some(1000), Some(1000))
+        .expect("chown link");
+    let mut host = FakeHost::new(root.path(), BTreeMap::new());
+
+    let report = run_check(root.path(), &mut host);
+
+    let entries: Vec<_> = fs::read_dir(&protected).expect("list").collect();
+    assert!(
+        entries.is_empty(),
+        "a file was written through the link: {entries:?}"
+    );
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|action| !action.ok && action.action.contains("spice-vdagent.desktop")),
+        "{:?}",
+        report.actions
+    );
+    let system = fs::read_to_string(root.path().join("etc/xdg/autostart/spice-vdagent.desktop"))
+        .expect("system entry");
+    assert!(
+        autostart::is_hidden(&system),
+        "the system entry is still hidden"
+    );
 }

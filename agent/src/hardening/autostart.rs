@@ -10,8 +10,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::chown;
-use std::path::Path;
 
 use crate::atomic_file;
 use crate::rootfs::RootFs;
@@ -115,9 +113,13 @@ fn user_entry_path(user: &User, name: &str) -> String {
     )
 }
 
-/// Writes a file in the user's home, creating `.config/autostart` owned by
-/// the user, as the session would have.
+/// Writes a file in the user's home with the user's file system identity,
+/// so the kernel checks every path component as it would for the user. A
+/// home directory is the user's to change: as root, a symbolic link planted
+/// at `~/.config/autostart` would redirect the write, and the chown that
+/// follows, to any folder, such as `/etc/cron.d`.
 fn write_user_entry(fs: &RootFs, user: &User, path: &str, contents: &str) -> io::Result<()> {
+    let _identity = FsIdentity::switch_to(user.uid, user.gid)?;
     let home = user.home.trim_end_matches('/');
     for directory in [
         format!("{home}/.config"),
@@ -126,12 +128,54 @@ fn write_user_entry(fs: &RootFs, user: &User, path: &str, contents: &str) -> io:
         let host_directory = fs.host_path(&directory);
         if !host_directory.is_dir() {
             fs::create_dir(&host_directory)?;
-            chown(&host_directory, Some(user.uid), Some(user.gid))?;
         }
     }
-    let host_path = fs.host_path(path);
-    atomic_file::write(&host_path, contents.as_bytes(), 0o644)?;
-    chown(Path::new(&host_path), Some(user.uid), Some(user.gid))
+    atomic_file::write(&fs.host_path(path), contents.as_bytes(), 0o644)
+}
+
+/// The calling thread's file system uid and gid, switched to a user's until
+/// dropped. Linux keeps them per thread, so other threads keep root's.
+struct FsIdentity {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+}
+
+impl FsIdentity {
+    fn switch_to(uid: u32, gid: u32) -> io::Result<Self> {
+        // SAFETY: setfsgid and setfsuid change only this thread's file
+        // system ids; they return the previous id and read no memory.
+        let previous_gid = unsafe { libc::setfsgid(gid) };
+        // SAFETY: as above.
+        let previous_uid = unsafe { libc::setfsuid(uid) };
+        let restore = Self {
+            uid: libc::uid_t::try_from(previous_uid).unwrap_or(0),
+            gid: libc::gid_t::try_from(previous_gid).unwrap_or(0),
+        };
+        // Neither call reports failure; calling again returns the id now in
+        // effect.
+        // SAFETY: as above.
+        let (now_uid, now_gid) = unsafe { (libc::setfsuid(uid), libc::setfsgid(gid)) };
+        if libc::uid_t::try_from(now_uid).ok() != Some(uid)
+            || libc::gid_t::try_from(now_gid).ok() != Some(gid)
+        {
+            drop(restore);
+            return Err(io::Error::other(format!(
+                "failed to switch the file system identity to uid {uid}, gid {gid}"
+            )));
+        }
+        Ok(restore)
+    }
+}
+
+impl Drop for FsIdentity {
+    fn drop(&mut self) {
+        // SAFETY: restores this thread's previous file system ids, as in
+        // switch_to.
+        unsafe {
+            libc::setfsuid(self.uid);
+            libc::setfsgid(self.gid);
+        }
+    }
 }
 
 /// Returns true when the `[Desktop Entry]` group sets `Hidden=true`.
