@@ -27,7 +27,10 @@ def test_initrd_masks_spice_units(spice_guest):
     console = spice_guest.console_text()
     for unit in ("spice-vdagentd.socket", "spice-vdagentd.service"):
         assert f"{CONSOLE_PREFIX}stop and mask {unit} done" in console, unit
-    assert f"{CONSOLE_PREFIX}set Hidden=true in /etc/xdg/autostart/spice-vdagent.desktop done" in console
+    assert f"{CONSOLE_PREFIX}mask user unit spice-vdagent.service for every user done" in console
+    for entry in ("/etc/xdg/autostart/spice-vdagent.desktop",
+                  "/usr/share/gdm/autostart/LoginWindow/spice-vdagent.desktop"):
+        assert f"{CONSOLE_PREFIX}set Hidden=true in {entry} done" in console, entry
     switch_root = console.find("initrd-switch-root.service")
     assert 0 <= console.find(CONSOLE_PREFIX) < switch_root, "the units must be masked before switch-root"
 

@@ -308,6 +308,16 @@ fn early_masks_agents_in_sysroot() {
         "[Desktop Entry]\nType=Application\nExec=/usr/bin/spice-vdagent\n",
     )
     .expect("write autostart entry");
+    let user_units = sysroot.path().join("usr/lib/systemd/user");
+    fs::create_dir_all(&user_units).expect("create user unit folder");
+    fs::write(user_units.join("spice-vdagent.service"), "[Service]\n").expect("write unit");
+    let login_screen = sysroot.path().join("usr/share/gdm/autostart/LoginWindow");
+    fs::create_dir_all(&login_screen).expect("create login screen folder");
+    fs::write(
+        login_screen.join("spice-vdagent.desktop"),
+        "[Desktop Entry]\nType=Application\nExec=/usr/bin/spice-vdagent\n",
+    )
+    .expect("write login screen entry");
     let sysroot_arg = sysroot.path().display().to_string();
 
     let output = run_with_probe_args(
@@ -326,8 +336,10 @@ fn early_masks_agents_in_sysroot() {
     for line in [
         "appliance-agent early: clipboard stop and mask spice-vdagentd.socket done",
         "appliance-agent early: clipboard stop and mask spice-vdagentd.service done",
+        "appliance-agent early: clipboard mask user unit spice-vdagent.service for every user done",
         "appliance-agent early: clipboard set Hidden=true in /etc/xdg/autostart/spice-vdagent.desktop done",
-        "appliance-agent early: clipboard clipboard_agents=3 actions=3 failed=0",
+        "appliance-agent early: clipboard set Hidden=true in /usr/share/gdm/autostart/LoginWindow/spice-vdagent.desktop done",
+        "appliance-agent early: clipboard clipboard_agents=4 actions=5 failed=0",
     ] {
         assert!(console.lines().any(|printed| printed == line), "{line}\n{console}");
     }
@@ -349,6 +361,15 @@ fn early_masks_agents_in_sysroot() {
         &fs::read_to_string(state.path().join("hardening.json")).expect("hardening.json"),
     )
     .expect("valid JSON");
-    assert_eq!(recorded["actions"].as_array().expect("actions").len(), 3);
+    assert_eq!(recorded["actions"].as_array().expect("actions").len(), 5);
+    assert_eq!(
+        fs::read_link(
+            sysroot
+                .path()
+                .join("etc/systemd/user/spice-vdagent.service")
+        )
+        .expect("user unit mask link"),
+        Path::new("/dev/null")
+    );
     assert_eq!(recorded["actions"][0]["ok"], true);
 }

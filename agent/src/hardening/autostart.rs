@@ -17,6 +17,21 @@ use crate::rootfs::RootFs;
 /// Folder of the system-wide autostart entries.
 pub const SYSTEM_AUTOSTART: &str = "/etc/xdg/autostart";
 
+/// Folders of autostart entries for GDM's login screen, where the
+/// spice-vdagent package (0.22 in Debian trixie) also installs its entry.
+pub const LOGIN_SCREEN_AUTOSTART: [&str; 2] = [
+    "/usr/share/gdm/autostart/LoginWindow",
+    "/usr/share/gdm/greeter/autostart",
+];
+
+/// Returns the system-wide paths an entry named `name` may have.
+fn system_paths(name: &str) -> Vec<String> {
+    std::iter::once(SYSTEM_AUTOSTART)
+        .chain(LOGIN_SCREEN_AUTOSTART)
+        .map(|folder| format!("{folder}/{name}"))
+        .collect()
+}
+
 /// A login account from `/etc/passwd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -61,31 +76,37 @@ pub fn user_by_uid(users: &[User], uid: u32) -> Option<&User> {
     users.iter().find(|user| user.uid == uid)
 }
 
-/// Returns true when an entry named `name` would start at login: the system
-/// entry or a user entry exists and is not hidden.
+/// Returns true when an entry named `name` would start at login: a system
+/// or login screen entry or a user entry exists and is not hidden.
 pub fn is_active(fs: &RootFs, name: &str, users: &[User]) -> bool {
-    let mut paths = vec![format!("{SYSTEM_AUTOSTART}/{name}")];
+    let mut paths = system_paths(name);
     paths.extend(users.iter().map(|user| user_entry_path(user, name)));
     paths
         .iter()
         .any(|path| fs.read_to_string(path).is_ok_and(|text| !is_hidden(&text)))
 }
 
-/// Hides the entry `name` for everyone: the system entry, when it exists,
-/// gets `Hidden=true`, and each user gets a hidden entry. Returns one line
-/// per file written, and the errors of the files that failed.
+/// Hides the entry `name` for everyone: each system and login screen entry
+/// that exists gets `Hidden=true`, and each user gets a hidden entry.
+/// Returns one line per file written, and the errors of the files that
+/// failed.
 pub fn hide(fs: &RootFs, name: &str, users: &[User]) -> Vec<Result<String, String>> {
     let mut results = Vec::new();
-    let system_path = format!("{SYSTEM_AUTOSTART}/{name}");
-    if let Ok(text) = fs.read_to_string(&system_path) {
-        if !is_hidden(&text) {
-            let host_path = fs.host_path(&system_path);
-            results.push(
-                atomic_file::write(&host_path, with_hidden(&text).as_bytes(), 0o644)
-                    .map(|()| format!("set Hidden=true in {system_path}"))
-                    .map_err(|err| format!("failed to write {system_path}: {err}")),
-            );
+    for system_path in system_paths(name) {
+        // Read through a symbolic link, such as the greeter's link to the
+        // /etc/xdg entry, so an entry already hidden there is left alone.
+        let Ok(text) = fs.read_to_string(&system_path) else {
+            continue;
+        };
+        if is_hidden(&text) {
+            continue;
         }
+        let host_path = fs.host_path(&system_path);
+        results.push(
+            atomic_file::write(&host_path, with_hidden(&text).as_bytes(), 0o644)
+                .map(|()| format!("set Hidden=true in {system_path}"))
+                .map_err(|err| format!("failed to write {system_path}: {err}")),
+        );
     }
     for user in users {
         let path = user_entry_path(user, name);

@@ -232,23 +232,7 @@ impl HostControl for SysrootControl {
     }
 
     fn stop_and_mask(&mut self, name: &str) -> Result<(), String> {
-        let path = self.mask_path(name);
-        if let Ok(metadata) = fs::symlink_metadata(&path) {
-            if !metadata.file_type().is_symlink() {
-                return Err(format!(
-                    "{} is a unit file of its own, not a link; remove it so the unit can be masked",
-                    path.display()
-                ));
-            }
-            fs::remove_file(&path)
-                .map_err(|err| format!("failed to remove {}: {err}", path.display()))?;
-        }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|err| format!("failed to create {}: {err}", parent.display()))?;
-        }
-        symlink("/dev/null", &path)
-            .map_err(|err| format!("failed to mask {}: {err}", path.display()))
+        mask_by_link(&self.mask_path(name))
     }
 
     fn terminate(&mut self, process: &Process) -> Result<(), String> {
@@ -261,6 +245,49 @@ impl HostControl for SysrootControl {
 
 fn is_masked(path: &Path) -> bool {
     fs::read_link(path).is_ok_and(|target| target == Path::new("/dev/null"))
+}
+
+/// Masks a unit the way `systemctl mask` does: a link to /dev/null at
+/// `path` in an /etc unit folder. An existing link is replaced; a unit file
+/// of the administrator's own is left alone and reported.
+fn mask_by_link(path: &Path) -> Result<(), String> {
+    if let Ok(metadata) = fs::symlink_metadata(path) {
+        if !metadata.file_type().is_symlink() {
+            return Err(format!(
+                "{} is a unit file of its own, not a link; remove it so the unit can be masked",
+                path.display()
+            ));
+        }
+        fs::remove_file(path)
+            .map_err(|err| format!("failed to remove {}: {err}", path.display()))?;
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|err| format!("failed to create {}: {err}", parent.display()))?;
+    }
+    symlink("/dev/null", path).map_err(|err| format!("failed to mask {}: {err}", path.display()))
+}
+
+/// Folders that may contain systemd user units, relative to the root.
+const USER_UNIT_DIRECTORIES: [&str; 3] = [
+    "etc/systemd/user",
+    "usr/lib/systemd/user",
+    "lib/systemd/user",
+];
+
+/// Returns true when the user unit `name` is installed and not masked for
+/// every user.
+pub fn user_unit_enabled(fs: &RootFs, name: &str) -> bool {
+    let installed = USER_UNIT_DIRECTORIES
+        .iter()
+        .any(|directory| fs.host_path(directory).join(name).exists());
+    installed && !is_masked(&fs.host_path("/etc/systemd/user").join(name))
+}
+
+/// Masks the user unit `name` for every user, as `systemctl --global mask`
+/// does; the running instances are ended as processes.
+pub fn mask_user_unit(fs: &RootFs, name: &str) -> Result<(), String> {
+    mask_by_link(&fs.host_path("/etc/systemd/user").join(name))
 }
 
 #[cfg(test)]

@@ -87,6 +87,8 @@ struct AgentSpec {
     process: ProcessMatch,
     /// Units in the order they are stopped: a socket before its service.
     units: &'static [&'static str],
+    /// systemd user units, masked for every user.
+    user_units: &'static [&'static str],
     autostart: &'static [&'static str],
 }
 
@@ -100,6 +102,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::Name("spice-vdagentd"),
         units: &["spice-vdagentd.socket", "spice-vdagentd.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -108,6 +111,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::Name("spice-vdagent"),
         units: &[],
+        user_units: &["spice-vdagent.service"],
         autostart: &["spice-vdagent.desktop"],
     },
     AgentSpec {
@@ -116,6 +120,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::Name("vmware-user"),
         units: &[],
+        user_units: &[],
         autostart: &["vmware-user.desktop"],
     },
     AgentSpec {
@@ -125,6 +130,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::Name("vmware-user-sui"),
         units: &[],
+        user_units: &[],
         autostart: &["vmware-user.desktop"],
     },
     AgentSpec {
@@ -133,6 +139,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::NameWithVmusr("vmtoolsd"),
         units: &[],
+        user_units: &[],
         autostart: &["vmware-user.desktop"],
     },
     AgentSpec {
@@ -141,6 +148,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::ClipboardAgent,
         process: ProcessMatch::NameWithArgument("VBoxClient", &["--clipboard"]),
         units: &[],
+        user_units: &[],
         autostart: &["vboxclient.desktop"],
     },
     AgentSpec {
@@ -149,6 +157,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::HostChannel,
         process: ProcessMatch::Name("qemu-ga"),
         units: &["qemu-guest-agent.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -157,6 +166,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::HostChannel,
         process: ProcessMatch::Name("VBoxService"),
         units: &["virtualbox-guest-utils.service", "vboxadd-service.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -165,6 +175,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::HostChannel,
         process: ProcessMatch::NameWithoutVmusr("vmtoolsd"),
         units: &["open-vm-tools.service", "vmtoolsd.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -173,6 +184,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::HostChannel,
         process: ProcessMatch::Name("hv_kvp_daemon"),
         units: &["hv-kvp-daemon.service", "hyperv-daemons.hv-kvp-daemon.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -182,6 +194,7 @@ const AGENTS: &[AgentSpec] = &[
         // comm is cut to 15 bytes: hv_fcopy_uio_daemon.
         process: ProcessMatch::Name("hv_fcopy_daemon"),
         units: &["hv-fcopy-daemon.service", "hyperv-daemons.hv-fcopy-daemon.service"],
+        user_units: &[],
         autostart: &[],
     },
     AgentSpec {
@@ -190,6 +203,7 @@ const AGENTS: &[AgentSpec] = &[
         category: Category::HostChannel,
         process: ProcessMatch::Name("hv_fcopy_uio_da"),
         units: &[],
+        user_units: &[],
         autostart: &[],
     },
 ];
@@ -347,6 +361,17 @@ pub fn check(target: &Target<'_>, control: &mut dyn HostControl) -> Report {
                 Err(err) => tracing::debug!(unit, error = %err, "unit state unknown"),
             }
         }
+        let user_units_to_mask: Vec<&str> = spec
+            .user_units
+            .iter()
+            .copied()
+            .filter(|unit| control::user_unit_enabled(target.files_fs, unit))
+            .collect();
+        if running.is_empty() {
+            for unit in &user_units_to_mask {
+                findings.push(unit_finding(spec, &format!("user unit {unit}")));
+            }
+        }
         let autostart_active: Vec<&str> = spec
             .autostart
             .iter()
@@ -370,6 +395,12 @@ pub fn check(target: &Target<'_>, control: &mut dyn HostControl) -> Report {
                     report.actions.push(record(
                         format!("stop and mask {unit}"),
                         control.stop_and_mask(unit),
+                    ));
+                }
+                for unit in user_units_to_mask {
+                    report.actions.push(record(
+                        format!("mask user unit {unit} for every user"),
+                        control::mask_user_unit(target.files_fs, unit),
                     ));
                 }
                 for name in autostart_active {
