@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -42,6 +42,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     disable_core_dumps();
+    // Installed first, so a stop signal during start-up, which takes a
+    // moment while the token store and the TPM are read, still stops cleanly.
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
     let config = config::load(&args.config)?;
     if args.config.exists() {
         info!(path = %args.config.display(), "configuration loaded");
@@ -140,7 +146,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     ]);
     info!(addresses = %bound.join(", "), "API server started");
 
-    let result = wait_for_stop(&mut servers).await;
+    let result = wait_for_stop(&mut servers, &mut terminate, &mut interrupt).await;
 
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     // The receivers only fail to get this when every server already ended.
@@ -283,12 +289,11 @@ fn disable_core_dumps() {
 
 /// Waits for SIGTERM or SIGINT, or for a server to end by itself, which is
 /// an error.
-async fn wait_for_stop(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
-    let mut terminate =
-        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
-
+async fn wait_for_stop(
+    servers: &mut JoinSet<std::io::Result<()>>,
+    terminate: &mut Signal,
+    interrupt: &mut Signal,
+) -> anyhow::Result<()> {
     tokio::select! {
         _ = terminate.recv() => {
             info!(signal = "SIGTERM", "stop requested");
