@@ -71,17 +71,17 @@ log "mkosi $MKOSI_VERSION ready in $mkosi_dir"
 
 # Python test tools from PyPI, pinned in requirements.txt, in a venv so they
 # never touch the host's Python. The venv is rebuilt whenever the file
-# changes; the copy inside it records which version it was built from.
+# changes. The copy inside it, written last, records which version it was
+# built from, so an interrupted install is redone. The venv is built in
+# place because its scripts name their interpreter by absolute path.
 venv="$CACHE/venv"
 requirements="$(dirname "$0")/requirements.txt"
 if ! cmp -s "$requirements" "$venv/requirements.txt"; then
     log "installing the Python test tools into $venv"
-    rm -rf "$venv.tmp"
-    /usr/bin/python3 -m venv "$venv.tmp"
-    "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
-        || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
-    cp "$requirements" "$venv.tmp/requirements.txt"
     rm -rf "$venv"
-    mv "$venv.tmp" "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
+        || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
+    cp "$requirements" "$venv/requirements.txt"
 fi
 log "Python test tools ready in $venv"
