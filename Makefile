@@ -29,6 +29,8 @@ PORT          ?= 8480
 AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
+SPICE_DIR     := build/image-spice-test
+SPICE_RAW     := $(SPICE_DIR)/appliance.raw
 CONVERTED     := $(IMAGE_DIR)/appliance.qcow2 $(IMAGE_DIR)/appliance.vmdk $(IMAGE_DIR)/appliance.vhdx
 OVMF_VARS     := build/ovmf/vars.fd
 STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
@@ -36,14 +38,14 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test clean FORCE
+.PHONY: all setup keys image image-spice-test run stop test lint unit-test api-test qemu-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
 
 setup: $(STAMP_SETUP) $(TOOLS)/usr/bin/ukify $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 
-$(STAMP_SETUP): image/setup-host.sh
+$(STAMP_SETUP): image/setup-host.sh image/requirements.txt
 	bash image/setup-host.sh
 	touch $@
 
@@ -88,6 +90,17 @@ $(RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing
 	$(MKOSI) $(MKOSI_KEYS) -f build
 	$(SANDBOX) /usr/bin/python3 image/check-image.py $(IMAGE_DIR)
 
+# Test variant with spice-vdagent installed, for the boot test that shows
+# the agent disables it. Never shipped.
+$(SPICE_RAW): build/packages/stamp $(IMAGE_SOURCES) $(KEYS)/db.crt $(KEYS)/pcr-signing.crt build/keys.path | setup
+	$(MKOSI) $(MKOSI_KEYS) --profile=spice-test --output-directory=$(SPICE_DIR) -f build
+	$(SANDBOX) /usr/bin/python3 image/check-image.py --test-variant spice-test $(SPICE_DIR)
+
+$(SPICE_DIR)/appliance.qcow2: $(SPICE_RAW)
+	qemu-img convert -f raw -O qcow2 $< $@
+
+image-spice-test: image $(SPICE_DIR)/appliance.qcow2
+
 $(IMAGE_DIR)/appliance.qcow2: $(RAW)
 	qemu-img convert -f raw -O qcow2 $< $@
 $(IMAGE_DIR)/appliance.vmdk: $(RAW)
@@ -114,12 +127,18 @@ lint: setup
 unit-test: setup
 	cargo test --locked --workspace
 
-qemu-test: image
+# Property-based requests generated from agent/openapi.yaml against a real
+# serve on loopback.
+api-test: setup
+	cargo build --locked -p appliance-agent
+	bash api-tests/run-schemathesis.sh $(CARGO_TARGET_DIR)/debug/appliance-agent
+
+qemu-test: image image-spice-test
 	/usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.
-test: lint image unit-test qemu-test
+test: lint image unit-test api-test qemu-test
 
 clean:
 	rm -rf build run-state

@@ -6,6 +6,7 @@ dependency), when the agent is missing, or when the partition layout is not
 ESP + root + empty vault.
 """
 
+import argparse
 import json
 import shlex
 import subprocess
@@ -24,15 +25,23 @@ def fail(message):
     sys.exit(f"check-image: {message}")
 
 
-def check_packages(manifest_path):
+# Test variants (mkosi profiles) and the clipboard agent package each one
+# must contain: the boot tests show that the appliance disables it.
+TEST_VARIANTS = {"spice-test": "spice-vdagent"}
+
+
+def check_packages(manifest_path, variant):
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         fail(f"cannot read the package manifest {manifest_path}: {err}; rebuild with ManifestFormat=json")
     installed = {p["name"] for p in manifest.get("packages", [])}
-    present = sorted(FORBIDDEN_PACKAGES & installed)
+    allowed = {TEST_VARIANTS[variant]} if variant else set()
+    present = sorted((FORBIDDEN_PACKAGES - allowed) & installed)
     if present:
         fail(f"clipboard agent packages in the image: {', '.join(present)}; find what pulls them in and exclude it")
+    if variant and TEST_VARIANTS[variant] not in installed:
+        fail(f"the {variant} test image lacks {TEST_VARIANTS[variant]}; check mkosi.conf.d for its profile")
     missing = sorted(REQUIRED_PACKAGES - installed)
     if missing:
         fail(f"packages missing from the image: {', '.join(missing)}")
@@ -55,10 +64,14 @@ def check_partitions(raw_path):
 
 
 def main():
-    image_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "build/image")
-    check_packages(image_dir / "appliance.manifest")
-    check_partitions(image_dir / "appliance.raw")
-    print(f"check-image: {image_dir}/appliance.raw passed (packages, partition layout)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image_dir", nargs="?", default="build/image", type=Path)
+    parser.add_argument("--test-variant", choices=sorted(TEST_VARIANTS),
+                        help="check a test image built with this mkosi profile, which must contain its clipboard agent")
+    args = parser.parse_args()
+    check_packages(args.image_dir / "appliance.manifest", args.test_variant)
+    check_partitions(args.image_dir / "appliance.raw")
+    print(f"check-image: {args.image_dir}/appliance.raw passed (packages, partition layout)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ HOST_PACKAGES=(
     # mkosi's own needs on the host; everything else comes from the tools tree.
     apt dpkg debian-archive-keyring python3 uidmap
     # Signing keys, image conversion and the tests' tooling.
-    openssl qemu-utils python3-pytest curl
+    openssl qemu-utils python3-pytest python3-venv curl
     # Rust crates that bind C libraries.
     pkg-config libclang-dev libtss2-dev libcryptsetup-dev
     # LUKS2 tools: the tests check that stock cryptsetup opens the vault.
@@ -70,3 +70,20 @@ if [ ! -f "$mkosi_dir/usr/lib/python3/dist-packages/mkosi/__init__.py" ]; then
     mv "$mkosi_dir.tmp" "$mkosi_dir"
 fi
 log "mkosi $MKOSI_VERSION ready in $mkosi_dir"
+
+# Python test tools from PyPI, pinned in requirements.txt, in a venv so they
+# never touch the host's Python. The venv is rebuilt whenever the file
+# changes. The copy inside it, written last, records which version it was
+# built from, so an interrupted install is redone. The venv is built in
+# place because its scripts name their interpreter by absolute path.
+venv="$CACHE/venv"
+requirements="$(dirname "$0")/requirements.txt"
+if ! cmp -s "$requirements" "$venv/requirements.txt"; then
+    log "installing the Python test tools into $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
+        || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
+    cp "$requirements" "$venv/requirements.txt"
+fi
+log "Python test tools ready in $venv"

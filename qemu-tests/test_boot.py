@@ -4,13 +4,28 @@ One guest boots for the whole module; each test checks one property of that
 boot from the console log or through the forwarded API port.
 """
 
+import json
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
 from appliance_vm import ApplianceVM
 
 BOOT_TIMEOUT_S = 600
+# The initial admin token as serve prints it on the console.
+TOKEN = re.compile(r"appliance_[0-9a-f]{64}")
+
+
+def request(guest, method, path, headers=None, body=None):
+    """Send one request to the guest's API; return (status, parsed JSON body)."""
+    req = urllib.request.Request(guest.api + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +68,7 @@ def test_tpm_device_in_guest(guest):
 def test_vm_status_from_host(guest):
     status = guest.get_json("/api/vm/status")
     expected_hypervisor = "kvm" if guest.accel == "kvm" else "qemu"
-    assert set(status) == {"is_vm", "hypervisor", "gpu_passthrough", "vm_gpu_enabled", "security_notice"}
+    assert {"is_vm", "hypervisor", "gpu_passthrough", "vm_gpu_enabled", "security_notice"} <= set(status)
     assert status["is_vm"] is True
     assert status["hypervisor"] == expected_hypervisor
     assert status["gpu_passthrough"] is False
@@ -75,7 +90,76 @@ def test_measurements_verified(guest):
     assert "appliance-agent early: measurements verdict=verified" in guest.console_text()
 
 
+def test_vm_status_reports_tpm_and_sizing(guest):
+    status = guest.get_json("/api/vm/status")
+    # swtpm is libtpms, which reports IBM's vendor id.
+    assert status["tpm"]["manufacturer"] == "IBM"
+    assert status["tpm"]["looks_virtual"] is True
+    assert status["sizing"]["vcpus"] == guest.cpus
+    assert any("vCPUs" in warning for warning in status["sizing"]["warnings"])
+    assert status["hardening"]["clipboard_agents"] == []
+
+
+def test_initial_admin_token_shown_once(guest):
+    tokens = TOKEN.findall(guest.console_text())
+    assert len(set(tokens)) == 1, f"expected one admin token on the console, found {len(set(tokens))}"
+
+
+def test_auth_rules_over_forwarded_port(guest):
+    token = TOKEN.search(guest.console_text()).group(0)
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    assert request(guest, "GET", "/api/auth/csrf")[0] == 401
+    assert request(guest, "GET", "/api/auth/csrf", {"Authorization": "Bearer appliance_" + "0" * 64})[0] == 401
+    assert request(guest, "GET", "/api/health", {"Host": "rebind.example"})[0] == 403
+    status, body = request(guest, "GET", "/api/auth/csrf", bearer)
+    assert status == 200, body
+    csrf = body["csrf_token"]
+
+    toggle = json.dumps({"enabled": False}).encode()
+    json_type = {"Content-Type": "application/json"}
+    assert request(guest, "POST", "/api/vm/gpu", {**bearer, **json_type}, toggle)[0] == 403
+    assert request(guest, "POST", "/api/vm/gpu",
+                   {**bearer, **json_type, "X-CSRF-Token": csrf, "Origin": "http://evil.example"}, toggle)[0] == 403
+    status, body = request(guest, "POST", "/api/vm/gpu", {**bearer, **json_type, "X-CSRF-Token": csrf},
+                           b'{"enabled": "yes"}')
+    assert status == 400, body
+    assert body["error"]["field"] == "enabled", body
+
+
+def test_gpu_enabled_through_api(guest):
+    token = TOKEN.search(guest.console_text()).group(0)
+    bearer = {"Authorization": f"Bearer {token}"}
+    csrf = request(guest, "GET", "/api/auth/csrf", bearer)[1]["csrf_token"]
+
+    status, body = request(guest, "POST", "/api/vm/gpu",
+                           {**bearer, "X-CSRF-Token": csrf, "Content-Type": "application/json"},
+                           json.dumps({"enabled": True}).encode())
+
+    assert status == 200, body
+    assert body["vm_gpu_enabled"] is True
+    assert body["gpu_security_notice"]["level"] == "warning"
+    assert guest.get_json("/api/vm/status")["vm_gpu_enabled"] is True
+
+
 def test_clean_poweroff(guest):
     guest.stop()
     assert not guest.killed, "QEMU had to be killed: the guest did not power off in time"
     assert "reboot: Power down" in guest.console_text()
+
+
+def test_gpu_setting_survives_reboot(guest):
+    """Boots the same disk and TPM again after the clean power-off."""
+    first_console = guest.console_text()
+    guest.fresh_disk = False
+    guest.start()
+    try:
+        guest.wait_for_api(BOOT_TIMEOUT_S)
+        assert guest.get_json("/api/vm/status")["vm_gpu_enabled"] is True
+        # The token store persisted, so no new admin token was created.
+        assert TOKEN.findall(guest.console_text()) == []
+        old_token = TOKEN.search(first_console).group(0)
+        status, _ = request(guest, "GET", "/api/auth/csrf", {"Authorization": f"Bearer {old_token}"})
+        assert status == 200
+    finally:
+        guest.stop()

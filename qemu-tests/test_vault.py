@@ -17,6 +17,8 @@ import vault_disk
 
 BOOT_TIMEOUT_S = 600
 RECOVERY_KEY = re.compile(r"\b(?:[cbdefghijklnrtuv]{8}-){7}[cbdefghijklnrtuv]{8}\b")
+# The initial admin token as serve prints it on the console.
+ADMIN_TOKEN = re.compile(r"appliance_[0-9a-f]{64}")
 
 
 def recovery_keys(console):
@@ -29,15 +31,22 @@ def boot(vm):
     return vm.get_json("/api/vault/status")
 
 
-def post_json(vm, path, body):
-    request = urllib.request.Request(
-        vm.api + path, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+def request(vm, method, path, headers, body=None):
+    req = urllib.request.Request(vm.api + path, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def post_json(vm, token, path, body):
+    """POST as the admin: bearer token, a fresh CSRF token and a JSON body."""
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, reply = request(vm, "GET", "/api/auth/csrf", bearer)
+    assert status == 200, reply
+    headers = {**bearer, "X-CSRF-Token": reply["csrf_token"], "Content-Type": "application/json"}
+    return request(vm, "POST", path, headers, json.dumps(body).encode())
 
 
 @pytest.fixture(scope="module")
@@ -98,28 +107,37 @@ def test_stock_cryptsetup_opens_the_vault_with_the_recovery_key(two_boots, tmp_p
 
 def test_tampered_uki_keeps_the_vault_closed_until_the_recovery_key(two_boots, artefacts, tmp_path):
     key = recovery_keys(two_boots["console"][0])[0]
+    token = ADMIN_TOKEN.search(two_boots["console"][0]).group(0)
+    # The machine's own disk, with only the ESP's UKI changed and re-signed for Secure Boot.
     tampered = make_tampered_image(artefacts, tmp_path, "cmdline")
-    vault_disk.copy_vault(vault_disk.to_raw(two_boots["disk"], tmp_path / "vault-source.raw"),
-                          tampered)
+    disk = vault_disk.to_raw(two_boots["disk"], tmp_path / "disk.raw")
+    vault_disk.copy_partition(tampered, disk, vault_disk.ESP_TYPE)
+    tampered.unlink()
     vm = ApplianceVM(artefacts["qcow2"], artefacts["ovmf_vars"], two_boots["state"],
-                     fresh_disk=False, disk=tampered)
+                     fresh_disk=False, disk=disk)
     try:
         status = boot(vm)
         assert status["state"] == "locked", status
         assert "recovery key" in status["reason"], status
         assert "appliance.tampered=1" in vm.console_text(), "the tampered command line did not boot"
 
-        code, reply = post_json(vm, "/api/vault/unlock", {"recovery_key": "cbcbcbcb"})
+        # While the vault is closed, the admin token is checked against its copy outside it.
+        assert request(vm, "POST", "/api/vault/unlock", {"Content-Type": "application/json"},
+                       json.dumps({"recovery_key": key}).encode())[0] == 401
+        code, reply = post_json(vm, token, "/api/vault/unlock", {"recovery_key": "cbcbcbcb"})
         assert code == 400, reply
-        code, reply = post_json(vm, "/api/vault/unlock", {"recovery_key": key})
+        code, reply = post_json(vm, token, "/api/vault/unlock", {"recovery_key": key})
         assert code == 200, reply
         assert reply["state"] == "open", reply
         assert reply["unlocked_by"] == "recovery-key", reply
         assert reply["vault_id"] == two_boots["status"][0]["vault_id"], reply
 
-        code, reply = post_json(vm, "/api/vault/lock", {})
+        code, reply = post_json(vm, token, "/api/vault/lock", {})
         assert code == 200, reply
         assert vm.get_json("/api/vault/status")["state"] == "locked"
+        # The token still works with the vault closed again, so it can be reopened.
+        code, reply = post_json(vm, token, "/api/vault/unlock", {"recovery_key": key})
+        assert code == 200, reply
     finally:
         vm.stop()
 

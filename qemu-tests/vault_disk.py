@@ -12,6 +12,7 @@ from pathlib import Path
 
 SECTOR = 512
 VAULT_TYPE = uuid.UUID("b69992a8-67ec-4659-a0e0-e8f5be18f8bc")
+ESP_TYPE = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 
 
 def partitions(raw):
@@ -36,12 +37,17 @@ def partitions(raw):
     return found
 
 
+def partition_range(raw, type_uuid):
+    """Return (offset, size) of the partition of TYPE_UUID in RAW."""
+    for found, offset, size, _ in partitions(raw):
+        if found == type_uuid:
+            return offset, size
+    raise ValueError(f"{raw} has no partition of type {type_uuid}")
+
+
 def vault_range(raw):
     """Return (offset, size) of the vault partition in RAW."""
-    for type_uuid, offset, size, _ in partitions(raw):
-        if type_uuid == VAULT_TYPE:
-            return offset, size
-    raise ValueError(f"{raw} has no vault partition")
+    return partition_range(raw, VAULT_TYPE)
 
 
 def to_raw(disk, out):
@@ -50,11 +56,11 @@ def to_raw(disk, out):
     return Path(out)
 
 
-def copy_vault(source_raw, target_raw):
-    """Copy the vault partition of SOURCE_RAW into the same place in TARGET_RAW."""
-    offset, size = vault_range(source_raw)
-    if vault_range(target_raw) != (offset, size):
-        raise ValueError("the two disks have different vault partitions")
+def copy_partition(source_raw, target_raw, type_uuid):
+    """Copy the partition of TYPE_UUID in SOURCE_RAW into the same place in TARGET_RAW."""
+    offset, size = partition_range(source_raw, type_uuid)
+    if partition_range(target_raw, type_uuid) != (offset, size):
+        raise ValueError("the two disks lay out that partition differently")
     chunk = 4 * 1024 * 1024
     with open(source_raw, "rb") as source, open(target_raw, "r+b") as target:
         source.seek(offset)

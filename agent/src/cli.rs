@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::Scope;
 use crate::detect::CpuidInfo;
 use crate::eventlog_command::EventlogArgs;
 use crate::rootfs::{FsOverrides, RootFs};
@@ -26,6 +27,8 @@ pub enum Command {
     Eventlog(EventlogArgs),
     /// Serve the local API.
     Serve(ServeArgs),
+    /// Create, list and revoke API tokens in the token store.
+    Token(TokenArgs),
 }
 
 /// Source of the files and CPUID values that the probes read.
@@ -95,7 +98,8 @@ pub struct EarlyArgs {
     #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
     pub state_dir: PathBuf,
 
-    /// The real root as the initrd mounts it; the vault is mounted below it.
+    /// Mount point of the root file system that switch-root will enter: the vault is
+    /// mounted and clipboard agents are masked below it.
     #[arg(long, value_name = "DIR", default_value = "/sysroot")]
     pub sysroot: PathBuf,
 
@@ -116,4 +120,60 @@ pub struct ServeArgs {
     /// Directory holding the platform.json that `early` wrote.
     #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
     pub state_dir: PathBuf,
+
+    /// Terminal or file that shows the initial admin token, created when
+    /// the token store is empty. Default: /dev/console, or stderr when there
+    /// is no /dev/console.
+    #[arg(long, value_name = "PATH")]
+    pub console: Option<PathBuf>,
+
+    /// Seconds between checks for clipboard agents and host channels in a
+    /// VM; 0 turns the checks off, for development runs outside the
+    /// appliance.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub host_channel_check_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+
+    /// Token store file. Default: auth.token_store from the configuration.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub store: Option<PathBuf>,
+
+    /// YAML configuration file that names the token store.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/appliance/appliance.yaml",
+        global = true
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once on stdout.
+    Create {
+        /// Name that describes the token's use, such as the client using it.
+        #[arg(long)]
+        name: String,
+        /// Permission of the token: admin for the admin API under /api,
+        /// inference for the OpenAI-compatible API under /v1.
+        #[arg(long, value_enum)]
+        scope: Scope,
+    },
+    /// List the tokens: id, scope, creation time and name, never the secret.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id, as `token list` shows it.
+    Revoke {
+        /// Id of the token.
+        id: String,
+    },
 }

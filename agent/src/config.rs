@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth;
+
 /// Name of the systemd credential with extra listen addresses. The unit
 /// imports it with `ImportCredential=`, and systemd only takes such
 /// credentials from SMBIOS when it runs in a VM.
@@ -22,6 +24,10 @@ pub const DEFAULT_PORT: u16 = 8480;
 pub struct Config {
     /// Socket addresses the API listens on.
     pub listen: Vec<SocketAddr>,
+    /// Host names the API accepts besides 127.0.0.1, localhost, [::1] and
+    /// the listen addresses, without a port.
+    pub allowed_hosts: Vec<String>,
+    pub auth: AuthConfig,
     pub vm: VmConfig,
 }
 
@@ -29,7 +35,25 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))],
+            allowed_hosts: Vec::new(),
+            auth: AuthConfig::default(),
             vm: VmConfig::default(),
+        }
+    }
+}
+
+/// Settings of the API's authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// File that contains the hashes of the API tokens.
+    pub token_store: PathBuf,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_store: PathBuf::from(auth::DEFAULT_TOKEN_STORE),
         }
     }
 }
@@ -103,6 +127,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             ),
         });
     }
+    for name in &config.allowed_hosts {
+        if let Err(reason) = auth::hosts::validate_name(name) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("allowed_hosts: invalid host name {name:?}: {reason}"),
+                fix: "List bare host names or addresses, such as allowed_hosts: [\"appliance.local\"]"
+                    .to_owned(),
+            });
+        }
+    }
+    if !config.auth.token_store.is_absolute() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "auth.token_store: {} is not an absolute path",
+                config.auth.token_store.display()
+            ),
+            fix: format!(
+                "Set it to an absolute path, such as {}",
+                auth::DEFAULT_TOKEN_STORE
+            ),
+        });
+    }
     Ok(config)
 }
 
@@ -110,8 +157,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 /// the path of the offending field, such as `vm.gpu_passthrough: ...`.
 fn fix_for(message: &str) -> String {
     if message.contains("unknown field") {
-        "Remove the key or fix its spelling. Allowed keys are listen, vm and vm.gpu_passthrough"
+        "Remove the key or fix its spelling. Allowed keys are listen, allowed_hosts, auth.token_store and vm.gpu_passthrough"
             .to_owned()
+    } else if message.starts_with("allowed_hosts") {
+        "Set allowed_hosts to a list of host names, such as [\"appliance.local\"]".to_owned()
+    } else if message.starts_with("auth") {
+        format!(
+            "Set auth to a mapping, such as auth: {{ token_store: {} }}",
+            auth::DEFAULT_TOKEN_STORE
+        )
     } else if message.starts_with("vm.gpu_passthrough") {
         "Set vm.gpu_passthrough to true or false".to_owned()
     } else if message.starts_with("listen") {

@@ -14,8 +14,10 @@ use tracing::{info, warn};
 use crate::boot_state;
 use crate::cli::EarlyArgs;
 use crate::detect::{self, Detection};
+use crate::hardening::{self, control::SysrootControl};
 use crate::measurements::{self, verify::CheckStatus};
 use crate::platform::{self, PlatformState, FORMAT_VERSION};
+use crate::rootfs::{FsOverrides, RootFs};
 use crate::vault;
 
 /// Prefix of the line that boot tests look for on the serial console.
@@ -26,6 +28,9 @@ pub const MEASUREMENTS_CONSOLE_PREFIX: &str = "appliance-agent early: measuremen
 
 /// Prefix of the console line with Secure Boot and TPM state.
 pub const BOOT_CONSOLE_PREFIX: &str = "appliance-agent early: boot ";
+
+/// Prefix of the console lines of the clipboard agent step.
+pub const HARDENING_CONSOLE_PREFIX: &str = "appliance-agent early: clipboard ";
 
 /// Outcome of one step.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,7 +47,7 @@ pub fn run(args: &EarlyArgs) -> anyhow::Result<()> {
     run_step("verify_measurements", || verify_measurements(args))?;
     run_step("unseal_vault", || unseal_vault(args))?;
     run_step("detect_platform", || detect_platform(args))?;
-    run_step("strip_clipboard_agents", strip_clipboard_agents)?;
+    run_step("strip_clipboard_agents", || strip_clipboard_agents(args))?;
 
     info!("early boot steps finished");
     Ok(())
@@ -124,7 +129,6 @@ fn verify_measurements(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
     Ok(StepOutcome::Done)
 }
 
-/// Unseals the vault key from the TPM and opens the LUKS volume.
 /// Creates the vault on first boot, opens it with the TPM and mounts it under /sysroot.
 /// A vault that stays closed does not stop the boot: `serve` reports why and accepts the
 /// recovery key.
@@ -175,13 +179,56 @@ fn read_credential(name: &str) -> Option<String> {
     std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
 }
 
-/// Stops clipboard-sharing agents such as spice-vdagent in a VM.
-fn strip_clipboard_agents() -> anyhow::Result<StepOutcome> {
-    // TODO: disable clipboard-sharing agents in VMs. Until then the security
-    // notice advises the user to turn clipboard sharing off in the hypervisor.
-    Ok(StepOutcome::Skipped(
-        "clipboard agent removal is not implemented yet",
-    ))
+/// Masks the units and hides the autostart entries of clipboard agents on
+/// the root file system at `--sysroot`, in a VM, so that none starts after
+/// switch-root. `serve` then ends any that runs anyway.
+fn strip_clipboard_agents(args: &EarlyArgs) -> anyhow::Result<StepOutcome> {
+    let is_vm = match platform::read(&args.state_dir) {
+        Ok(state) => state.detection.is_vm(),
+        Err(_) => {
+            return Ok(StepOutcome::Skipped(
+                "no platform state to tell whether this is a VM",
+            ))
+        }
+    };
+    if !is_vm {
+        return Ok(StepOutcome::Skipped("not a VM"));
+    }
+    if !args.sysroot.join("etc").is_dir() {
+        return Ok(StepOutcome::Skipped(
+            "no root file system mounted at the sysroot",
+        ));
+    }
+
+    let proc_fs = args.probe.root_fs()?;
+    let files_fs = RootFs::new(args.sysroot.clone(), FsOverrides::default());
+    let mut control = SysrootControl::new(args.sysroot.clone());
+    let report = hardening::check(
+        &hardening::Target {
+            proc_fs: &proc_fs,
+            files_fs: &files_fs,
+        },
+        &mut control,
+    );
+    for action in &report.actions {
+        let outcome = match &action.error {
+            None => "done".to_owned(),
+            Some(err) => format!("failed: {err}"),
+        };
+        print_line(&format!(
+            "{HARDENING_CONSOLE_PREFIX}{} {outcome}",
+            action.action
+        ));
+    }
+    print_line(&format!(
+        "{HARDENING_CONSOLE_PREFIX}clipboard_agents={} actions={} failed={}",
+        report.clipboard_agents.len(),
+        report.actions.len(),
+        report.actions.iter().filter(|action| !action.ok).count()
+    ));
+    let path = hardening::write_report(&args.state_dir, &report)?;
+    info!(path = %path.display(), "clipboard agent report written");
+    Ok(StepOutcome::Done)
 }
 
 /// Runs detection, logs what it found, prints the console line and writes

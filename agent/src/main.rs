@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use appliance_agent::cli::{Cli, Command};
-use appliance_agent::{detect_command, early, eventlog_command, logging, serve};
+use appliance_agent::{detect_command, early, eventlog_command, logging, serve, token_command};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         // It has exit statuses of its own, which --help documents.
         Command::Eventlog(args) => return eventlog_command::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token_command::run(args),
     };
 
     match result {

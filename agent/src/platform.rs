@@ -2,12 +2,12 @@
 //! switch-root. It lives under /run, which systemd carries over switch-root.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file;
 use crate::detect::Detection;
 
 /// File name of the state inside the state directory.
@@ -47,24 +47,12 @@ pub fn write(state_dir: &Path, state: &PlatformState) -> anyhow::Result<PathBuf>
         serde_json::to_vec_pretty(state).context("failed to encode the platform state")?;
     text.push(b'\n');
 
-    let temporary = state_dir.join(format!(".{PLATFORM_FILE}.tmp"));
-    let write_result = fs::File::create(&temporary)
-        .and_then(|mut file| {
-            file.write_all(&text)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&temporary, &path));
-    if let Err(err) = write_result {
-        // Best effort: a leftover temporary file is harmless, because the
-        // next write replaces it.
-        let _ = fs::remove_file(&temporary);
-        return Err(err).with_context(|| {
-            format!(
-                "failed to write the platform state {}. Check that the directory is writable or pass another --state-dir",
-                path.display()
-            )
-        });
-    }
+    atomic_file::write(&path, &text, 0o644).with_context(|| {
+        format!(
+            "failed to write the platform state {}. Check that the directory is writable or pass another --state-dir",
+            path.display()
+        )
+    })?;
     Ok(path)
 }
 

@@ -1,26 +1,32 @@
 //! `serve`: the local API server that runs after switch-root.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::api::vm_status::VmFacts;
 use crate::api::{self, ApiState};
+use crate::auth::bootstrap::{self, Console};
+use crate::auth::{AllowedHosts, Auth, TokenStore};
 use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
+use crate::hardening::{self, control::SystemControl};
 use crate::measurements;
+use crate::measurements::tpm::DEVICE_TCTI;
 use crate::rootfs::RootFs;
 use crate::vault::service::VaultService;
+use crate::vm_facts::{self, TpmVendor};
 use crate::{early, platform};
 
 /// Time that open connections get to finish after a stop signal.
@@ -36,6 +42,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    disable_core_dumps();
+    // Installed first, so a stop signal during start-up, which takes a
+    // moment while the token store and the TPM are read, still stops cleanly.
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
     let config = config::load(&args.config)?;
     if args.config.exists() {
         info!(path = %args.config.display(), "configuration loaded");
@@ -73,18 +86,58 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let router = api::router(Arc::new(ApiState {
+    let vault = VaultService::load(args.state_dir.clone());
+    let vault_open = vault.is_open_now();
+    let auth = Arc::new(start_auth(&config, &addresses, args, vault_open)?);
+    let is_vm = detection.is_vm();
+    let tpm = read_tpm_vendor(&boot, is_vm);
+    let sizing = vm_facts::read_sizing(&RootFs::host(), is_vm);
+    for warning in &sizing.warnings {
+        warn!(
+            vcpus = sizing.vcpus,
+            memory_mib = sizing.memory_mib,
+            "{warning}"
+        );
+    }
+    let state = ApiState::new(
         detection,
         config,
+        args.config.clone(),
         boot,
         measurements,
-        vault: VaultService::load(args.state_dir.clone()),
-    }));
+        auth,
+        vault,
+    );
+    {
+        let mut facts = state
+            .facts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        facts.tpm = tpm;
+        facts.sizing = sizing;
+        if let Ok(report) = hardening::read_report(&args.state_dir) {
+            info!(
+                clipboard_agents = report.clipboard_agents.len(),
+                actions = report.actions.len(),
+                "clipboard agent report from early boot loaded"
+            );
+            facts.hardening = report;
+        }
+    }
+    if is_vm && args.host_channel_check_seconds > 0 {
+        let interval = Duration::from_secs(args.host_channel_check_seconds);
+        tokio::spawn(check_host_channels(state.facts.clone(), interval));
+    }
+    let router = api::router(Arc::new(state));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {
         let mut stop = stop_receiver.clone();
-        let server = axum::serve(listener, router.clone()).with_graceful_shutdown(async move {
+        // The peer address keys the limit on failed token attempts.
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             // An error means the sender is gone, which also means stop.
             let _ = stop.wait_for(|stopped| *stopped).await;
         });
@@ -97,7 +150,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     ]);
     info!(addresses = %bound.join(", "), "API server started");
 
-    let result = wait_for_stop(&mut servers).await;
+    let result = wait_for_stop(&mut servers, &mut terminate, &mut interrupt).await;
 
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     // The receivers only fail to get this when every server already ended.
@@ -116,14 +169,168 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Sets up token checks. With the vault open, the store inside it is used (and the initial
+/// admin token created and shown when it has none); with the vault closed, the copy of the
+/// admin tokens outside it. A store that cannot be used does not stop the server: its
+/// read-only routes stay useful, and every token is rejected.
+fn start_auth(
+    config: &config::Config,
+    listen: &[SocketAddr],
+    args: &ServeArgs,
+    vault_open: bool,
+) -> anyhow::Result<Auth> {
+    let console = match &args.console {
+        Some(path) => Console::Path(path.clone()),
+        None => Console::detect(),
+    };
+    let in_vault = config
+        .auth
+        .token_store
+        .starts_with(crate::vault::MOUNT_POINT);
+    let store = if vault_open || !in_vault {
+        open_token_store(&config.auth.token_store, &console)
+    } else {
+        let copy = TokenStore::new(PathBuf::from(crate::auth::LOCKED_STATE_TOKEN_STORE));
+        info!(
+            store = %copy.path().display(),
+            "the vault is closed: admin tokens are checked against their copy outside it"
+        );
+        copy
+    };
+    let hosts = AllowedHosts::new(&config.allowed_hosts, listen);
+    info!(hosts = %hosts.names().join(", "), "accepted Host names");
+    Auth::new(store, hosts).context("failed to get random bytes for the CSRF key")
+}
+
+/// Opens the token store at `path`, creates and shows the initial admin token when it has
+/// none, and refreshes the copy of the admin tokens kept outside the vault.
+pub fn open_token_store(path: &Path, console: &Console) -> TokenStore {
+    let store = TokenStore::new(path.to_owned());
+    match bootstrap::ensure_admin_token(&store, console) {
+        Ok(Some(_)) => {}
+        Ok(None) => match store.list() {
+            Ok(tokens) => info!(
+                store = %store.path().display(),
+                tokens = tokens.len(),
+                "token store loaded"
+            ),
+            Err(err) => error!(error = %err, "token store unusable, every token is rejected"),
+        },
+        Err(err) => error!(error = %err, "no initial admin token, every token is rejected"),
+    }
+    if path.starts_with(crate::vault::MOUNT_POINT) {
+        let copy = TokenStore::new(PathBuf::from(crate::auth::LOCKED_STATE_TOKEN_STORE));
+        match store.copy_scope_to(crate::auth::Scope::Admin, &copy) {
+            Ok(count) => {
+                info!(copy = %copy.path().display(), count, "admin token hashes copied outside the vault")
+            }
+            Err(err) => {
+                warn!(error = %err, "could not copy the admin token hashes outside the vault")
+            }
+        }
+    }
+    store
+}
+
+/// Reads the TPM's manufacturer through the resource manager. A failure is
+/// logged and reported as an unknown manufacturer.
+fn read_tpm_vendor(boot: &boot_state::BootState, is_vm: bool) -> TpmVendor {
+    let manufacturer = match &boot.tpm.device {
+        Some(_) => match vm_facts::read_tpm_manufacturer(DEVICE_TCTI) {
+            Ok(manufacturer) => Some(manufacturer),
+            Err(err) => {
+                warn!(error = %err, "TPM manufacturer unknown");
+                None
+            }
+        },
+        None => None,
+    };
+    let vendor = vm_facts::judge_tpm(manufacturer, is_vm);
+    info!(
+        manufacturer = vendor.manufacturer.as_deref().unwrap_or("unknown"),
+        looks_virtual = vendor.looks_virtual,
+        basis = %vendor.basis,
+        "TPM vendor"
+    );
+    vendor
+}
+
+/// Finds and disables clipboard agents, and records host channels, every
+/// `interval`, because agents respawn and users log in again.
+async fn check_host_channels(facts: Arc<RwLock<VmFacts>>, interval: Duration) {
+    info!(
+        interval_seconds = interval.as_secs(),
+        "host channel checks started"
+    );
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let checked = tokio::task::spawn_blocking(|| {
+            let fs = RootFs::host();
+            let target = hardening::Target {
+                proc_fs: &fs,
+                files_fs: &fs,
+            };
+            hardening::check(&target, &mut SystemControl::default())
+        })
+        .await;
+        let report = match checked {
+            Ok(report) => report,
+            Err(err) => {
+                error!(error = %err, "host channel check failed");
+                continue;
+            }
+        };
+        let mut facts = facts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for finding in report
+            .clipboard_agents
+            .iter()
+            .chain(&report.host_channels)
+            .filter(|finding| {
+                !facts.hardening.clipboard_agents.contains(finding)
+                    && !facts.hardening.host_channels.contains(finding)
+            })
+        {
+            warn!(
+                agent = %finding.agent,
+                pid = finding.pid.unwrap_or(0),
+                source = finding.source.as_deref().unwrap_or(""),
+                category = ?finding.category,
+                "host channel found"
+            );
+        }
+        for folder in report
+            .shared_folders
+            .iter()
+            .filter(|folder| !facts.hardening.shared_folders.contains(folder))
+        {
+            warn!(mount_point = %folder.mount_point, fs_type = %folder.fs_type, "host-shared folder mounted");
+        }
+        facts.hardening.merge(report);
+    }
+}
+
+/// Keeps tokens and keys out of core dumps and away from ptrace by
+/// non-root processes, also when the service runs without `LimitCORE=0`.
+fn disable_core_dumps() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process
+    // and reads no memory of ours.
+    let result = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if result != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "failed to mark the process as not dumpable");
+    }
+}
+
 /// Waits for SIGTERM or SIGINT, or for a server to end by itself, which is
 /// an error.
-async fn wait_for_stop(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
-    let mut terminate =
-        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
-
+async fn wait_for_stop(
+    servers: &mut JoinSet<std::io::Result<()>>,
+    terminate: &mut Signal,
+    interrupt: &mut Signal,
+) -> anyhow::Result<()> {
     tokio::select! {
         _ = terminate.recv() => {
             info!(signal = "SIGTERM", "stop requested");
@@ -168,7 +375,7 @@ async fn bind(address: SocketAddr, config_path: &Path) -> anyhow::Result<TcpList
     if is_network_reachable(local) {
         warn!(
             address = %local,
-            "listening on a non-loopback address: the API has no authentication and is reachable from the network"
+            "listening on a non-loopback address: the API is reachable from the network"
         );
     }
     info!(address = %local, "listening");

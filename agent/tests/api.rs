@@ -2,9 +2,11 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
+use appliance_agent::auth::{AllowedHosts, Auth, TokenStore};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
@@ -20,13 +22,25 @@ use support::{detect_fixture, fixture};
 fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
     let mut config = Config::default();
     config.vm.gpu_passthrough = gpu_passthrough_config;
-    Arc::new(ApiState {
-        detection: detect_fixture(&fixture(relative)),
+    Arc::new(state_with(detect_fixture(&fixture(relative)), config))
+}
+
+fn state_with(detection: Detection, config: Config) -> ApiState {
+    ApiState::new(
+        detection,
         config,
-        boot: enforcing_boot(),
-        measurements: None,
-        vault: no_vault_state(),
-    })
+        PathBuf::from("/nonexistent/appliance-test/appliance.yaml"),
+        enforcing_boot(),
+        None,
+        no_tokens(),
+        no_vault_state(),
+    )
+}
+
+/// Authentication with an empty token store, for routes that need no token.
+fn no_tokens() -> Arc<Auth> {
+    let store = TokenStore::new(PathBuf::from("/nonexistent/appliance-test/tokens.json"));
+    Arc::new(Auth::new(store, AllowedHosts::new(&[], &[])).expect("random CSRF key"))
 }
 
 /// The vault service as `serve` starts it when early boot recorded nothing.
@@ -49,6 +63,7 @@ async fn call(state: Arc<ApiState>, method: Method, path: &str) -> (StatusCode, 
     let request = Request::builder()
         .method(method)
         .uri(path)
+        .header("host", "127.0.0.1:8480")
         .body(Body::empty())
         .expect("valid request");
     let response = api::router(state)
@@ -103,9 +118,12 @@ fn assert_shape(body: &Map<String, Value>) {
         keys(body),
         [
             "gpu_passthrough",
+            "hardening",
             "hypervisor",
             "is_vm",
             "security_notice",
+            "sizing",
+            "tpm",
             "vm_gpu_enabled"
         ]
     );
@@ -207,13 +225,7 @@ async fn unbound_passthrough_gpu_not_usable() {
     let mut detection: Detection =
         detect_fixture(&fixture("cases/a08-gpu-passthrough-in-kvm-guest"));
     detection.gpu.usable_gpus.clear();
-    let state = Arc::new(ApiState {
-        detection,
-        config: Config::default(),
-        boot: enforcing_boot(),
-        measurements: None,
-        vault: no_vault_state(),
-    });
+    let state = Arc::new(state_with(detection, Config::default()));
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
 
@@ -259,13 +271,7 @@ async fn bare_metal_without_gpu_disabled() {
 async fn container_on_bare_metal_warns() {
     let mut detection = detect_fixture(&fixture("vm/bare-metal-server"));
     detection.container = Container::Docker;
-    let state = Arc::new(ApiState {
-        detection,
-        config: Config::default(),
-        boot: enforcing_boot(),
-        measurements: None,
-        vault: no_vault_state(),
-    });
+    let state = Arc::new(state_with(detection, Config::default()));
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
 
@@ -379,4 +385,90 @@ async fn boot_measurements_report_returned() {
     assert_eq!(body["bank"], "sha256");
     assert_eq!(body["checks"][0]["name"], "pcr15_unused");
     assert_eq!(body["checks"][0]["status"], "passed");
+}
+
+#[tokio::test]
+async fn vm_status_reports_facts() {
+    use appliance_agent::hardening::{Category, Finding, Report, SharedFolder};
+    use appliance_agent::vm_facts::{judge_tpm, Sizing};
+
+    let state = state("vm/kvm-q35", false);
+    {
+        let mut facts = state.facts.write().expect("facts lock");
+        facts.hardening = Report {
+            clipboard_agents: Vec::new(),
+            host_channels: vec![Finding {
+                agent: "qemu-guest-agent".to_owned(),
+                category: Category::HostChannel,
+                what: "qemu-guest-agent (guest-exec)".to_owned(),
+                pid: Some(640),
+                user: None,
+                source: None,
+            }],
+            shared_folders: vec![SharedFolder {
+                mount_point: "/mnt/host".to_owned(),
+                fs_type: "virtiofs".to_owned(),
+                source: "share".to_owned(),
+            }],
+            actions: Vec::new(),
+        };
+        facts.tpm = judge_tpm(Some("IBM".to_owned()), true);
+        facts.sizing = Sizing {
+            vcpus: 2,
+            memory_mib: 2048,
+            warnings: vec!["The VM has 2 vCPUs; allocate at least 4.".to_owned()],
+        };
+    }
+
+    let (status, body) = call(state, Method::GET, "/api/vm/status").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let body = body.as_object().expect("object").clone();
+    assert_shape(&body);
+    assert_eq!(body["hardening"]["host_channels"][0]["pid"], 640);
+    assert_eq!(
+        body["hardening"]["shared_folders"][0]["fs_type"],
+        "virtiofs"
+    );
+    assert_eq!(body["tpm"]["manufacturer"], "IBM");
+    assert_eq!(body["tpm"]["looks_virtual"], true);
+    assert_eq!(body["sizing"]["vcpus"], 2);
+    let details = notice_details(&body);
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("qemu-guest-agent (guest-exec)")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("/mnt/host")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("manufacturer IBM")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|detail| detail.contains("2 vCPUs")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_paths_all_routed() {
+    let spec: Value =
+        serde_norway::from_str(include_str!("../openapi.yaml")).expect("openapi.yaml is YAML");
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 6, "{:?}", paths.keys());
+
+    for (path, operations) in paths {
+        for method in operations.as_object().expect("operations").keys() {
+            let method: Method = method.to_uppercase().parse().expect("HTTP method");
+            let (status, body) = call(state("vm/kvm-q35", false), method.clone(), path).await;
+            assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
 }

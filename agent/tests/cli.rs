@@ -306,3 +306,85 @@ fn early_fails_when_state_unwritable() {
     );
     assert!(message.contains("--state-dir"), "{message}");
 }
+
+#[test]
+fn early_masks_agents_in_sysroot() {
+    let state = tempfile::tempdir().expect("create temp dir");
+    let sysroot = tempfile::tempdir().expect("create temp dir");
+    let units = sysroot.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).expect("create unit folder");
+    fs::write(units.join("spice-vdagentd.socket"), "[Socket]\n").expect("write unit");
+    fs::write(units.join("spice-vdagentd.service"), "[Service]\n").expect("write unit");
+    fs::write(units.join("qemu-guest-agent.service"), "[Service]\n").expect("write unit");
+    let autostart = sysroot.path().join("etc/xdg/autostart");
+    fs::create_dir_all(&autostart).expect("create autostart folder");
+    fs::write(
+        autostart.join("spice-vdagent.desktop"),
+        "[Desktop Entry]\nType=Application\nExec=/usr/bin/spice-vdagent\n",
+    )
+    .expect("write autostart entry");
+    let user_units = sysroot.path().join("usr/lib/systemd/user");
+    fs::create_dir_all(&user_units).expect("create user unit folder");
+    fs::write(user_units.join("spice-vdagent.service"), "[Service]\n").expect("write unit");
+    let login_screen = sysroot.path().join("usr/share/gdm/autostart/LoginWindow");
+    fs::create_dir_all(&login_screen).expect("create login screen folder");
+    fs::write(
+        login_screen.join("spice-vdagent.desktop"),
+        "[Desktop Entry]\nType=Application\nExec=/usr/bin/spice-vdagent\n",
+    )
+    .expect("write login screen entry");
+    let sysroot_arg = sysroot.path().display().to_string();
+
+    let output = run_with_probe_args(
+        &[
+            "early",
+            "--state-dir",
+            &state.path().display().to_string(),
+            "--sysroot",
+            &sysroot_arg,
+        ],
+        &fixture("vm/kvm-q35"),
+    );
+
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let console = stdout_text(&output);
+    for line in [
+        "appliance-agent early: clipboard stop and mask spice-vdagentd.socket done",
+        "appliance-agent early: clipboard stop and mask spice-vdagentd.service done",
+        "appliance-agent early: clipboard mask user unit spice-vdagent.service for every user done",
+        "appliance-agent early: clipboard set Hidden=true in /etc/xdg/autostart/spice-vdagent.desktop done",
+        "appliance-agent early: clipboard set Hidden=true in /usr/share/gdm/autostart/LoginWindow/spice-vdagent.desktop done",
+        "appliance-agent early: clipboard clipboard_agents=4 actions=5 failed=0",
+    ] {
+        assert!(console.lines().any(|printed| printed == line), "{line}\n{console}");
+    }
+    for unit in ["spice-vdagentd.socket", "spice-vdagentd.service"] {
+        let link = sysroot.path().join("etc/systemd/system").join(unit);
+        assert_eq!(
+            fs::read_link(&link).expect("mask link"),
+            Path::new("/dev/null")
+        );
+    }
+    assert!(!sysroot
+        .path()
+        .join("etc/systemd/system/qemu-guest-agent.service")
+        .exists());
+    let entry = fs::read_to_string(autostart.join("spice-vdagent.desktop")).expect("read entry");
+    assert!(entry.contains("Hidden=true"), "{entry}");
+    assert!(stderr_text(&output).contains("step finished step=\"strip_clipboard_agents\""));
+    let recorded: Value = serde_json::from_str(
+        &fs::read_to_string(state.path().join("hardening.json")).expect("hardening.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(recorded["actions"].as_array().expect("actions").len(), 5);
+    assert_eq!(
+        fs::read_link(
+            sysroot
+                .path()
+                .join("etc/systemd/user/spice-vdagent.service")
+        )
+        .expect("user unit mask link"),
+        Path::new("/dev/null")
+    );
+    assert_eq!(recorded["actions"][0]["ok"], true);
+}

@@ -6,7 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -127,7 +127,22 @@ impl Server {
     }
 }
 
+/// Writes `appliance.yaml` into `dir` with `body` and a token store in
+/// `dir`, so no test touches the machine's own store.
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("appliance.yaml");
+    let store = dir.join("auth/tokens.json");
+    std::fs::write(
+        &path,
+        format!("{body}auth:\n  token_store: {}\n", store.display()),
+    )
+    .expect("write config");
+    path
+}
+
+/// Builds `serve` with its console in a file beside the configuration.
 fn serve_command(config: &Path, state_dir: &Path) -> Command {
+    let console = config.with_file_name("console");
     let mut command = Command::new(env!("CARGO_BIN_EXE_appliance-agent"));
     command
         .arg("serve")
@@ -135,6 +150,11 @@ fn serve_command(config: &Path, state_dir: &Path) -> Command {
         .arg(config)
         .arg("--state-dir")
         .arg(state_dir)
+        .arg("--console")
+        .arg(console)
+        // The test machine's own agents are not the tests' to disable.
+        .arg("--host-channel-check-seconds")
+        .arg("0")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("CREDENTIALS_DIRECTORY");
     command
@@ -142,13 +162,18 @@ fn serve_command(config: &Path, state_dir: &Path) -> Command {
 
 /// Sends one HTTP/1.1 GET and returns the status code and the JSON body.
 fn http_get(address: SocketAddr, path: &str) -> (u16, Value) {
+    http_get_with(address, path, &format!("Host: {address}\r\n"))
+}
+
+/// Sends one HTTP/1.1 GET with the given header lines, each ending in CRLF.
+fn http_get_with(address: SocketAddr, path: &str, headers: &str) -> (u16, Value) {
     let mut stream = TcpStream::connect_timeout(&address, PROCESS_TIMEOUT).expect("connect");
     stream
         .set_read_timeout(Some(PROCESS_TIMEOUT))
         .expect("set timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
     )
     .expect("send request");
 
@@ -172,12 +197,10 @@ fn receive_notifications(socket: &UnixDatagram) -> String {
 #[test]
 fn serve_answers_on_loopback() {
     let scratch = tempfile::tempdir().expect("create temp dir");
-    let config = scratch.path().join("appliance.yaml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        scratch.path(),
         "listen: [\"127.0.0.1:0\"]\nvm:\n  gpu_passthrough: true\n",
-    )
-    .expect("write config");
+    );
 
     let state_dir = scratch.path().join("state");
     let state = PlatformState {
@@ -248,8 +271,7 @@ fn serve_answers_on_loopback() {
 #[test]
 fn serve_detects_without_state() {
     let scratch = tempfile::tempdir().expect("create temp dir");
-    let config = scratch.path().join("appliance.yaml");
-    std::fs::write(&config, "listen: [\"127.0.0.1:0\"]\n").expect("write config");
+    let config = write_config(scratch.path(), "listen: [\"127.0.0.1:0\"]\n");
 
     let mut server = Server::start(&mut serve_command(&config, &scratch.path().join("state")));
 
@@ -285,8 +307,7 @@ fn serve_reports_port_in_use() {
     let scratch = tempfile::tempdir().expect("create temp dir");
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let address = occupied.local_addr().expect("local address");
-    let config = scratch.path().join("appliance.yaml");
-    std::fs::write(&config, format!("listen: [\"{address}\"]\n")).expect("write config");
+    let config = write_config(scratch.path(), &format!("listen: [\"{address}\"]\n"));
 
     let output = serve_command(&config, scratch.path())
         .output()
@@ -297,5 +318,56 @@ fn serve_reports_port_in_use() {
     assert!(
         message.contains(&format!("failed to listen on {address}")),
         "{message}"
+    );
+}
+
+#[test]
+fn first_start_shows_admin_token_once() {
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let config = write_config(scratch.path(), "listen: [\"127.0.0.1:0\"]\n");
+    let state_dir = scratch.path().join("state");
+    let console = scratch.path().join("console");
+
+    let mut server = Server::start(&mut serve_command(&config, &state_dir));
+    let address = server.wait_for_addresses(1)[0];
+    server.wait_for_log("initial admin token created");
+
+    let shown = std::fs::read_to_string(&console).expect("read console");
+    let token = shown
+        .split_whitespace()
+        .find(|word| word.starts_with("appliance_"))
+        .expect("token on the console")
+        .to_owned();
+    let store =
+        std::fs::read_to_string(scratch.path().join("auth/tokens.json")).expect("read token store");
+    assert!(!store.contains(&token), "the store must keep only the hash");
+
+    let (status, body) = http_get(address, "/api/auth/csrf");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http_get_with(
+        address,
+        "/api/auth/csrf",
+        &format!("Host: localhost\r\nAuthorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["csrf_token"].is_string(), "{body}");
+    let (status, body) = http_get_with(address, "/api/health", "Host: evil.example\r\n");
+    assert_eq!(status, 403, "{body}");
+
+    let exit = server.terminate();
+    let log = server.remaining_log();
+    assert!(exit.success(), "exit {exit:?}\n{log}");
+    assert!(!log.contains(&token), "the token reached the log:\n{log}");
+
+    let mut second = Server::start(&mut serve_command(&config, &state_dir));
+    second.wait_for_addresses(1);
+    let loaded = second.wait_for_log("token store loaded");
+    assert!(loaded.contains("tokens=1"), "{loaded}");
+    let exit = second.terminate();
+    assert!(exit.success(), "exit {exit:?}\n{}", second.remaining_log());
+    assert_eq!(
+        std::fs::read_to_string(&console).expect("read console"),
+        shown,
+        "a second start must not show another token"
     );
 }

@@ -68,3 +68,18 @@ fn unreachable_tpm_named_in_error() {
 
     assert!(format!("{err:#}").contains(&tcti), "{err:#}");
 }
+
+#[test]
+fn swtpm_manufacturer_looks_virtual() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+
+    let manufacturer =
+        appliance_agent::vm_facts::read_tpm_manufacturer(&swtpm.tcti()).expect("manufacturer");
+    let judged = appliance_agent::vm_facts::judge_tpm(Some(manufacturer.clone()), true);
+
+    // libtpms, the engine of swtpm, reports IBM's vendor id.
+    assert_eq!(manufacturer, "IBM");
+    assert!(judged.looks_virtual);
+}

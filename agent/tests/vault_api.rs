@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
+use appliance_agent::auth::{AllowedHosts, Auth, Scope, TokenStore};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::vault::service::VaultService;
@@ -18,15 +19,25 @@ use tower::ServiceExt;
 
 use support::{detect_fixture, fixture};
 
-fn state_with(status: Option<VaultStatus>) -> (Arc<ApiState>, tempfile::TempDir) {
+struct Appliance {
+    state: Arc<ApiState>,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+fn state_with(status: Option<VaultStatus>) -> Appliance {
     let dir = tempfile::tempdir().expect("tempdir");
     if let Some(status) = status {
         status.write(dir.path()).expect("write vault.json");
     }
-    let state = Arc::new(ApiState {
-        detection: detect_fixture(&fixture("vm/docker-on-kvm")),
-        config: Config::default(),
-        boot: BootState {
+    let store = TokenStore::new(dir.path().join("tokens.json"));
+    let (_, admin) = store.create("admin", Scope::Admin).expect("create token");
+    let auth = Auth::new(store, AllowedHosts::new(&[], &[])).expect("random key");
+    let state = Arc::new(ApiState::new(
+        detect_fixture(&fixture("vm/docker-on-kvm")),
+        Config::default(),
+        dir.path().join("appliance.yaml"),
+        BootState {
             secure_boot: SecureBoot::Enforcing,
             tpm: Tpm {
                 present: true,
@@ -34,20 +45,22 @@ fn state_with(status: Option<VaultStatus>) -> (Arc<ApiState>, tempfile::TempDir)
                 device: Some("/dev/tpmrm0".to_owned()),
             },
         },
-        measurements: None,
-        vault: VaultService::load(dir.path().to_owned()),
-    });
-    (state, dir)
+        None,
+        Arc::new(auth),
+        VaultService::load(dir.path().to_owned()),
+    ));
+    Appliance {
+        state,
+        admin: admin.to_string(),
+        _dir: dir,
+    }
 }
 
-async fn call(state: Arc<ApiState>, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .expect("request");
-    let response = api::router(state).oneshot(request).await.expect("response");
+async fn send(appliance: &Appliance, request: Request<Body>) -> (StatusCode, Value) {
+    let response = api::router(appliance.state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
     let status = response.status();
     let bytes = response
         .into_body()
@@ -56,6 +69,39 @@ async fn call(state: Arc<ApiState>, method: Method, path: &str, body: &str) -> (
         .expect("body")
         .to_bytes();
     (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+/// Sends a request as the admin, with a CSRF token on POSTs.
+async fn call(
+    appliance: &Appliance,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("host", "127.0.0.1:8480")
+        .header("authorization", format!("Bearer {}", appliance.admin))
+        .header("content-type", "application/json");
+    if method == Method::POST {
+        let (code, csrf) = send(
+            appliance,
+            Request::get("/api/auth/csrf")
+                .header("host", "127.0.0.1:8480")
+                .header("authorization", format!("Bearer {}", appliance.admin))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{csrf}");
+        builder = builder.header("x-csrf-token", csrf["csrf_token"].as_str().expect("token"));
+    }
+    send(
+        appliance,
+        builder.body(Body::from(body.to_owned())).expect("request"),
+    )
+    .await
 }
 
 fn locked() -> VaultStatus {
@@ -69,8 +115,8 @@ fn locked() -> VaultStatus {
 
 #[tokio::test]
 async fn status_reports_the_state_and_reason_from_early_boot() {
-    let (state, _dir) = state_with(Some(locked()));
-    let (code, body) = call(state, Method::GET, "/api/vault/status", "").await;
+    let appliance = state_with(Some(locked()));
+    let (code, body) = call(&appliance, Method::GET, "/api/vault/status", "").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["state"], "locked");
     assert_eq!(body["tpm_result"], "policy mismatch (pcr 11)");
@@ -79,8 +125,8 @@ async fn status_reports_the_state_and_reason_from_early_boot() {
 
 #[tokio::test]
 async fn missing_early_state_is_reported_as_an_error_state() {
-    let (state, _dir) = state_with(None);
-    let (code, body) = call(state, Method::GET, "/api/vault/status", "").await;
+    let appliance = state_with(None);
+    let (code, body) = call(&appliance, Method::GET, "/api/vault/status", "").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["state"], "error");
     assert!(body["reason"]
@@ -91,7 +137,7 @@ async fn missing_early_state_is_reported_as_an_error_state() {
 
 #[tokio::test]
 async fn malformed_unlock_bodies_get_400_naming_the_field_without_echoing_the_key() {
-    let (state, _dir) = state_with(Some(locked()));
+    let appliance = state_with(Some(locked()));
     for body in [
         "",
         "{",
@@ -100,7 +146,7 @@ async fn malformed_unlock_bodies_get_400_naming_the_field_without_echoing_the_ke
         "{\"recovery_key\": \"vvvvtttt-zzzz\"}",
         "{\"recovery_key\": \"vvvvtttt\"}",
     ] {
-        let (code, reply) = call(state.clone(), Method::POST, "/api/vault/unlock", body).await;
+        let (code, reply) = call(&appliance, Method::POST, "/api/vault/unlock", body).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
         let message = reply["error"]["message"].as_str().expect("message");
         assert!(message.contains("recovery_key"), "{body}: {message}");
@@ -113,20 +159,60 @@ async fn malformed_unlock_bodies_get_400_naming_the_field_without_echoing_the_ke
 
 #[tokio::test]
 async fn lock_of_a_closed_vault_is_a_conflict_and_unlock_of_an_open_one_too() {
-    let (state, _dir) = state_with(Some(locked()));
-    let (code, _) = call(state, Method::POST, "/api/vault/lock", "").await;
+    let appliance = state_with(Some(locked()));
+    let (code, _) = call(&appliance, Method::POST, "/api/vault/lock", "").await;
     assert_eq!(code, StatusCode::CONFLICT);
 
     let mut open = VaultStatus::new(VaultState::Open, None);
     open.unlocked_by = Some("tpm".to_owned());
-    let (state, _dir) = state_with(Some(open));
+    let appliance = state_with(Some(open));
     let key = "cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv";
     let (code, _) = call(
-        state,
+        &appliance,
         Method::POST,
         "/api/vault/unlock",
         &format!("{{\"recovery_key\": \"{key}\"}}"),
     )
     .await;
     assert_eq!(code, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn vault_writes_need_a_token_and_a_csrf_token() {
+    let appliance = state_with(Some(locked()));
+    let body = "{\"recovery_key\": \"cbdefghi\"}";
+    for (authorization, csrf, expected) in [
+        (None, None, StatusCode::UNAUTHORIZED),
+        (
+            Some("Bearer appliance_0000"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (Some(appliance.admin.as_str()), None, StatusCode::FORBIDDEN),
+        (
+            Some(appliance.admin.as_str()),
+            Some("forged"),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        for path in ["/api/vault/unlock", "/api/vault/lock", "/api/vault/tpm"] {
+            let mut builder = Request::post(path)
+                .header("host", "127.0.0.1:8480")
+                .header("content-type", "application/json");
+            if let Some(token) = authorization {
+                let value = if token.starts_with("Bearer ") {
+                    token.to_owned()
+                } else {
+                    format!("Bearer {token}")
+                };
+                builder = builder.header("authorization", value);
+            }
+            if let Some(csrf) = csrf {
+                builder = builder.header("x-csrf-token", csrf);
+            }
+            let (code, reply) =
+                send(&appliance, builder.body(Body::from(body)).expect("request")).await;
+            assert_eq!(code, expected, "{path} {authorization:?} {csrf:?}: {reply}");
+        }
+    }
 }

@@ -11,6 +11,14 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{error_response, ApiState};
+use std::path::PathBuf;
+
+use tracing::{info, warn};
+
+use crate::auth::bootstrap::Console;
+use crate::auth::http::{Admin, RequireScope};
+use crate::auth::store::TokenStore;
+use crate::auth::{Scope, LOCKED_STATE_TOKEN_STORE};
 use crate::vault::secret::Secret;
 use crate::vault::service::VaultError;
 
@@ -35,7 +43,11 @@ struct ResealRequest {
     bind_pcr7: bool,
 }
 
-pub async fn unlock(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+pub async fn unlock(
+    State(state): State<Arc<ApiState>>,
+    admin: RequireScope<Admin>,
+    body: Bytes,
+) -> Response {
     // NOTE: the request body buffer itself is freed without being wiped; the parsed key is.
     let request: UnlockRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -68,13 +80,30 @@ pub async fn unlock(State(state): State<Arc<ApiState>>, body: Bytes) -> Response
     };
     drop(request);
     match result {
-        Ok(status) => Json(status).into_response(),
+        Ok(status) => {
+            info!(token = %admin.principal().id, "vault opened through the API");
+            use_vault_token_store(&state);
+            Json(status).into_response()
+        }
         Err(error) => vault_error(error),
     }
 }
 
+/// Switches authentication to the token store inside the vault once it is open.
+fn use_vault_token_store(state: &ApiState) {
+    let path = &state.config.auth.token_store;
+    if path.starts_with(crate::vault::MOUNT_POINT) {
+        let store = crate::serve::open_token_store(path, &Console::detect());
+        state.auth.replace_store(store);
+    }
+}
+
 /// `POST /api/vault/tpm`: seals a new TPM keyslot to this boot.
-pub async fn reseal(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+pub async fn reseal(
+    State(state): State<Arc<ApiState>>,
+    admin: RequireScope<Admin>,
+    body: Bytes,
+) -> Response {
     let request: ResealRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -106,14 +135,35 @@ pub async fn reseal(State(state): State<Arc<ApiState>>, body: Bytes) -> Response
     let bind_pcr7 = request.bind_pcr7;
     drop(request);
     match state.vault.reseal(key, pin, bind_pcr7, verified).await {
-        Ok(status) => Json(status).into_response(),
+        Ok(status) => {
+            info!(token = %admin.principal().id, "TPM keyslot re-sealed through the API");
+            Json(status).into_response()
+        }
         Err(error) => vault_error(error),
     }
 }
 
-pub async fn lock(State(state): State<Arc<ApiState>>) -> Response {
+pub async fn lock(State(state): State<Arc<ApiState>>, admin: RequireScope<Admin>) -> Response {
+    let in_vault = state
+        .config
+        .auth
+        .token_store
+        .starts_with(crate::vault::MOUNT_POINT);
+    let copy = TokenStore::new(PathBuf::from(LOCKED_STATE_TOKEN_STORE));
+    if in_vault {
+        // Tokens made since the vault was opened must still open it again.
+        if let Err(error) = state.auth.store().copy_scope_to(Scope::Admin, &copy) {
+            warn!(%error, "could not refresh the admin token hashes outside the vault");
+        }
+    }
     match state.vault.lock().await {
-        Ok(status) => Json(status).into_response(),
+        Ok(status) => {
+            info!(token = %admin.principal().id, "vault locked through the API");
+            if in_vault {
+                state.auth.replace_store(copy);
+            }
+            Json(status).into_response()
+        }
         Err(error) => vault_error(error),
     }
 }

@@ -71,6 +71,13 @@ impl VaultService {
         self.status.lock().await.clone()
     }
 
+    /// Returns whether the vault is open, for callers outside the async runtime.
+    pub fn is_open_now(&self) -> bool {
+        self.status
+            .try_lock()
+            .is_ok_and(|status| status.state == VaultState::Open)
+    }
+
     pub async fn is_open(&self) -> bool {
         self.status.lock().await.state == VaultState::Open
     }
