@@ -84,8 +84,6 @@ impl VaultService {
 
     /// Opens the vault with a typed recovery key.
     pub async fn unlock(&self, typed: Secret) -> Result<VaultStatus, VaultError> {
-        let key = recovery::normalize(typed.as_bytes())?;
-        drop(typed);
         let mut status = self.status.lock().await;
         match status.state {
             VaultState::Open => return Err(VaultError::AlreadyOpen),
@@ -96,6 +94,9 @@ impl VaultService {
             }
             VaultState::Locked | VaultState::Error => {}
         }
+        Self::require_partition()?;
+        let key = recovery::normalize(typed.as_bytes())?;
+        drop(typed);
         let previous = status.clone();
         let opened = tokio::task::spawn_blocking(move || {
             system::unlock_with_recovery_key(&RootFs::host(), key, &previous)
@@ -122,6 +123,7 @@ impl VaultService {
         if status.state == VaultState::Open {
             return Err(VaultError::AlreadyOpen);
         }
+        Self::require_partition()?;
         let previous = status.clone();
         let state_dir = self.state_dir.clone();
         let opened = tokio::task::spawn_blocking(move || {
@@ -164,6 +166,7 @@ impl VaultService {
                     .to_owned(),
             ));
         }
+        Self::require_partition()?;
         let key = recovery::normalize(typed_key.as_bytes())?;
         drop(typed_key);
         let mut status = self.status.lock().await;
@@ -212,6 +215,19 @@ impl VaultService {
         info!("vault locked");
         self.save(&status);
         Ok(status.clone())
+    }
+
+    /// Fails with [`VaultError::Absent`] when this machine has no vault partition.
+    fn require_partition() -> Result<(), VaultError> {
+        match super::find_partition(&RootFs::host()) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(VaultError::Absent(format!(
+                "no partition with the vault's GPT type {} and label {}",
+                super::PARTITION_TYPE,
+                super::PARTITION_LABEL
+            ))),
+            Err(error) => Err(VaultError::Failed(format!("{error:#}"))),
+        }
     }
 
     fn save(&self, status: &VaultStatus) {
