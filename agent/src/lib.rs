@@ -10,6 +10,7 @@ pub mod detect;
 pub mod detect_command;
 pub mod early;
 pub mod eventlog_command;
+pub mod inference;
 pub mod logging;
 pub mod measurements;
 pub mod platform;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod gguf_writer;
+
 use std::path::{Path, PathBuf};
 
 use appliance_agent::detect::{self, CpuidInfo, Detection};
