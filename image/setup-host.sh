@@ -10,9 +10,9 @@ HOST_PACKAGES=(
     # mkosi's own needs on the host; everything else comes from the tools tree.
     apt dpkg debian-archive-keyring python3 uidmap
     # Signing keys, image conversion and the tests' tooling.
-    openssl qemu-utils python3-pytest curl
-    # Rust crates that bind C libraries.
-    pkg-config libclang-dev libtss2-dev
+    openssl qemu-utils python3-pytest python3-venv curl
+    # Rust crates that bind C libraries; llama.cpp is built with cmake.
+    pkg-config libclang-dev libtss2-dev cmake g++
     # A software TPM for the TPM tests that run on the host.
     swtpm swtpm-tools
 )
@@ -68,3 +68,19 @@ if [ ! -f "$mkosi_dir/usr/lib/python3/dist-packages/mkosi/__init__.py" ]; then
     mv "$mkosi_dir.tmp" "$mkosi_dir"
 fi
 log "mkosi $MKOSI_VERSION ready in $mkosi_dir"
+
+# Python tools (the tiny test model's writer, the OpenAI client for the API
+# tests) in a venv of their own, rebuilt whenever the pinned list changes.
+venv="$CACHE/venv"
+requirements="$(cd "$(dirname "$0")" && pwd)/requirements.txt"
+wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
+    log "installing the Python tools into $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
+        || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
+    # Written last, so an interrupted install is redone on the next run.
+    echo "$wanted" > "$venv/requirements.sha256"
+fi
+log "Python tools ready in $venv"
