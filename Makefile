@@ -26,7 +26,13 @@ MKOSI_KEYS    := --secure-boot-key=$(KEYS)/db.key --secure-boot-certificate=$(KE
                  --sign-expected-pcr-key=$(KEYS)/pcr-signing.key \
                  --sign-expected-pcr-certificate=$(KEYS)/pcr-signing.crt
 PORT          ?= 8480
-AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
+# Cargo writes both agent builds to one path; each is copied out in turn.
+CARGO_AGENT   := $(CARGO_TARGET_DIR)/release/appliance-agent
+AGENT_MAIN    := build/agent/appliance-agent
+AGENT_EARLY   := build/agent/appliance-agent-early
+VENV          := $(APPLIANCE_CACHE)/venv
+PYTHON        := $(VENV)/bin/python
+TINY_MODEL    := build/models/tiny.gguf
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
 CONVERTED     := $(IMAGE_DIR)/appliance.qcow2 $(IMAGE_DIR)/appliance.vmdk $(IMAGE_DIR)/appliance.vhdx
@@ -43,7 +49,7 @@ all: image
 
 setup: $(STAMP_SETUP) $(TOOLS)/usr/bin/ukify $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 
-$(STAMP_SETUP): image/setup-host.sh
+$(STAMP_SETUP): image/setup-host.sh image/requirements.txt
 	bash image/setup-host.sh
 	touch $@
 
@@ -57,12 +63,26 @@ keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 $(KEYS)/db.crt $(KEYS)/pcr-signing.crt: image/genkeys.sh
 	bash image/genkeys.sh $(KEYS)
 
-$(AGENT_BIN): $(AGENT_SOURCES) | $(STAMP_SETUP)
+# The initrd runs only `early` and gets a binary without llama.cpp.
+$(AGENT_EARLY): $(AGENT_SOURCES) | $(STAMP_SETUP)
 	cargo build --release --locked -p appliance-agent
+	mkdir -p $(dir $@)
+	cp $(CARGO_AGENT) $@
 
-build/packages/stamp: $(AGENT_BIN) image/build-packages.sh $(shell find image/agent-package -type f)
-	bash image/build-packages.sh $(AGENT_BIN) build/packages $(VERSION)
+# The root file system's binary serves models with llama.cpp. It comes after
+# the early one, because both builds write the same Cargo output.
+$(AGENT_MAIN): $(AGENT_SOURCES) $(AGENT_EARLY) | $(STAMP_SETUP)
+	cargo build --release --locked -p appliance-agent --features llama
+	mkdir -p $(dir $@)
+	cp $(CARGO_AGENT) $@
+
+build/packages/stamp: $(AGENT_MAIN) $(AGENT_EARLY) image/build-packages.sh $(shell find image/agent-package -type f)
+	bash image/build-packages.sh $(AGENT_MAIN) $(AGENT_EARLY) build/packages $(VERSION)
 	touch $@
+
+# A random-weight model small enough for every test that runs llama.cpp.
+$(TINY_MODEL): scripts/make-tiny-gguf.py | $(STAMP_SETUP)
+	$(PYTHON) scripts/make-tiny-gguf.py $@
 
 # Records which key folder signed the last build, so KEYS= rebuilds.
 build/keys.path: FORCE

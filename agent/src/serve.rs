@@ -18,6 +18,7 @@ use crate::boot_state;
 use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
+use crate::inference::service::{EngineSettings, InferenceService, ServiceState};
 use crate::measurements;
 use crate::rootfs::RootFs;
 use crate::{early, platform};
@@ -72,11 +73,25 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let settings =
+        EngineSettings::from_config(args.engine.clone(), &config, &detection, &RootFs::host());
+    info!(
+        engine = ?settings.choice,
+        models_dir = %settings.models.dir.display(),
+        threads = settings.threads,
+        context_tokens = settings.context_tokens,
+        gpu_layers = settings.gpu_layers,
+        queue_size = config.inference.queue_size,
+        "starting the inference engine"
+    );
+    let inference = InferenceService::start(settings, config.inference.queue_size);
+    let inference_state = inference.subscribe();
     let router = api::router(Arc::new(ApiState {
         detection,
         config,
         boot,
         measurements,
+        inference: Some(inference),
     }));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
@@ -89,11 +104,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         servers.spawn(async move { server.await });
     }
 
-    notify(&[
-        NotifyState::Ready,
-        NotifyState::Status(&format!("Serving the API on {}", bound.join(", "))),
-    ]);
     info!(addresses = %bound.join(", "), "API server started");
+    tokio::spawn(report_readiness(inference_state, bound.join(", ")));
 
     let result = wait_for_stop(&mut servers).await;
 
@@ -112,6 +124,26 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     info!("API server stopped");
     result
+}
+
+/// Sends systemd the service's progress as `STATUS=`, and `READY=1` once
+/// the model is loaded, because the appliance is not ready before it can
+/// run a request.
+async fn report_readiness(mut state: watch::Receiver<ServiceState>, addresses: String) {
+    let mut ready_sent = false;
+    loop {
+        let current = state.borrow_and_update().clone();
+        let status = format!("{}; API on {addresses}", current.describe());
+        if matches!(current, ServiceState::Ready(_)) && !ready_sent {
+            notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+            ready_sent = true;
+        } else {
+            notify(&[NotifyState::Status(&status)]);
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT, or for a server to end by itself, which is

@@ -8,6 +8,9 @@ use appliance_agent::api::{self, ApiState};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
+use appliance_agent::inference::service::{
+    EngineChoice, EngineSettings, InferenceService, ServiceState,
+};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -24,6 +27,7 @@ fn state(relative: &str, gpu_passthrough_config: bool) -> Arc<ApiState> {
         config,
         boot: enforcing_boot(),
         measurements: None,
+        inference: None,
     })
 }
 
@@ -205,6 +209,7 @@ async fn unbound_passthrough_gpu_not_usable() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        inference: None,
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -256,6 +261,7 @@ async fn container_on_bare_metal_warns() {
         config: Config::default(),
         boot: enforcing_boot(),
         measurements: None,
+        inference: None,
     });
 
     let (_, body) = call(state, Method::GET, "/api/vm/status").await;
@@ -299,11 +305,68 @@ async fn vm_status_wsl_mentions_container() {
 }
 
 #[tokio::test]
-async fn health_returns_ok() {
+async fn health_unavailable_without_inference() {
     let (status, body) = call(state("vm/kvm-q35", false), Method::GET, "/api/health").await;
 
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["detail"], "inference is not running");
+}
+
+#[tokio::test]
+async fn health_ok_once_model_ready() {
+    let script = fixture("cases/d01-stream-chunk-shape/backend/hello.json");
+    let mut state = Arc::into_inner(state("vm/kvm-q35", false)).expect("sole owner");
+    let settings = EngineSettings {
+        choice: EngineChoice::Scripted(script),
+        models: state.config.models.clone(),
+        context_tokens: 4096,
+        threads: 1,
+        gpu_layers: 0,
+    };
+    let service = InferenceService::start(settings, 0);
+    let mut states = service.subscribe();
+    states
+        .wait_for(|state| matches!(state, ServiceState::Ready(_)))
+        .await
+        .expect("service ready");
+    state.inference = Some(service);
+
+    let (status, body) = call(Arc::new(state), Method::GET, "/api/health").await;
+
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, serde_json::json!({ "status": "ok" }));
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "ok", "model": "hello" })
+    );
+}
+
+#[tokio::test]
+async fn health_names_missing_script() {
+    let mut state = Arc::into_inner(state("vm/kvm-q35", false)).expect("sole owner");
+    let settings = EngineSettings {
+        choice: EngineChoice::Scripted(fixture(
+            "cases/d01-stream-chunk-shape/backend/missing.json",
+        )),
+        models: state.config.models.clone(),
+        context_tokens: 4096,
+        threads: 1,
+        gpu_layers: 0,
+    };
+    let service = InferenceService::start(settings, 0);
+    let mut states = service.subscribe();
+    states
+        .wait_for(|state| matches!(state, ServiceState::Unavailable(_)))
+        .await
+        .expect("service unavailable");
+    state.inference = Some(service);
+
+    let (status, body) = call(Arc::new(state), Method::GET, "/api/health").await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.contains("missing.json"), "{detail}");
 }
 
 #[tokio::test]

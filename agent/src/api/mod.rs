@@ -1,5 +1,6 @@
 //! Local HTTP API.
 
+pub mod openai;
 pub mod vm_status;
 
 use std::sync::Arc;
@@ -14,15 +15,19 @@ use serde_json::json;
 use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
+use crate::inference::service::{InferenceService, ServiceState};
 use crate::measurements::MeasurementReport;
 
-/// Data the handlers read. It does not change while the server runs.
+/// Data the handlers read. Only the inference service's state changes
+/// while the server runs.
 pub struct ApiState {
     pub detection: Detection,
     pub config: Config,
     pub boot: BootState,
     /// The early stage's measured-boot report; `None` when it did not run.
     pub measurements: Option<MeasurementReport>,
+    /// The engine behind `/v1`; `None` when inference was not started.
+    pub inference: Option<InferenceService>,
 }
 
 /// Builds the router with every route of the API.
@@ -32,13 +37,31 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/vm/status", get(vm_status))
         .route("/api/boot/status", get(boot_status))
         .route("/api/boot/measurements", get(boot_measurements))
+        .merge(openai::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// Returns 200 once the model is loaded, else 503 with the reason.
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(service) = &state.inference else {
+        let body = json!({ "status": "unavailable", "detail": "inference is not running" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    match service.state() {
+        ServiceState::Ready(model) => {
+            Json(json!({ "status": "ok", "model": model.id })).into_response()
+        }
+        ServiceState::Loading(detail) => {
+            let body = json!({ "status": "starting", "detail": detail });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        ServiceState::Unavailable(detail) => {
+            let body = json!({ "status": "unavailable", "detail": detail });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
@@ -62,6 +85,9 @@ async fn boot_measurements(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        return openai::not_found(uri.path());
+    }
     error_response(
         StatusCode::NOT_FOUND,
         format!("no route for {}", uri.path()),

@@ -1,9 +1,10 @@
-//! Validation of GGUF model file headers before llama.cpp sees the file.
+//! Validation of GGUF model file headers before llama.cpp reads the file.
 //!
-//! The layout follows the GGUF specification in the ggml repository
-//! (`docs/gguf.md`) and llama.cpp's reader (`ggml/src/gguf.cpp`): magic,
-//! version, tensor count, metadata count, the metadata key/value pairs, the
-//! tensor descriptions, padding to the alignment, then the tensor data.
+//! The layout and the rules follow llama.cpp's own reader,
+//! `ggml/src/gguf.cpp` in the llama.cpp that llama-cpp-sys-2 0.1.161
+//! bundles: magic, version, tensor count, metadata count, the metadata
+//! key/value pairs, the tensor descriptions, padding to the alignment, then
+//! the tensor data.
 //! Every length is checked against the bytes left in the file before it is
 //! used, and no buffer is sized from a length the file states unless that
 //! length is within the bounds below.
@@ -135,7 +136,7 @@ pub enum GgufError {
     #[error("tensor name {name:?} appears twice")]
     DuplicateTensor { name: String },
 
-    #[error("tensor {name:?} has {dims} dimensions; between 1 and {max} are allowed")]
+    #[error("tensor {name:?} has {dims} dimensions, above the maximum of {max}")]
     TensorDims { name: String, dims: u32, max: u32 },
 
     #[error("tensor {name:?} has the shape {shape:?}, whose element count overflows")]
@@ -197,7 +198,7 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
     parse(io::Cursor::new(bytes), bytes.len() as u64)
 }
 
-/// Validates the header read from `reader`, which holds `file_len` bytes.
+/// Validates the header read from `reader`, which contains `file_len` bytes.
 pub fn parse<R: Read + Seek>(reader: R, file_len: u64) -> Result<GgufHeader, GgufError> {
     let mut input = Input {
         reader,
@@ -506,7 +507,7 @@ fn read_tensor_infos<R: Read + Seek>(
         }
 
         let dims = input.u32(&format!("the dimension count of tensor {name:?}"))?;
-        if dims == 0 || dims > MAX_TENSOR_DIMS {
+        if dims > MAX_TENSOR_DIMS {
             return Err(GgufError::TensorDims {
                 name,
                 dims,
@@ -567,7 +568,8 @@ fn tensor_size(name: &str, shape: &[u64], ggml_type: u32) -> Result<u64, GgufErr
         return Err(overflow());
     }
 
-    let row = shape[0];
+    // A tensor without dimensions is a scalar, as in llama.cpp.
+    let row = shape.first().copied().unwrap_or(1);
     if !row.is_multiple_of(block) {
         return Err(GgufError::TensorRow {
             name: name.to_owned(),

@@ -25,7 +25,7 @@ pub struct CheckedModel {
     pub pinned_sha256: Option<String>,
 }
 
-/// Why no model can be served.
+/// Reason no model can be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
     #[error("failed to list the models folder {dir}: {source}. Check that the vault is open and that models.dir is right")]

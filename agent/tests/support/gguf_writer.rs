@@ -28,7 +28,7 @@ impl Value {
         Value::Str(text.as_bytes().to_vec())
     }
 
-    /// An array of strings with the true length.
+    /// Returns an array of strings with its true length.
     pub fn strings(items: &[&str]) -> Value {
         let mut elements = Vec::new();
         for item in items {
@@ -41,7 +41,7 @@ impl Value {
         }
     }
 
-    /// An array of float32 with the true length.
+    /// Returns an array of float32 with its true length.
     pub fn floats(items: &[f32]) -> Value {
         Value::Array {
             element_type: 6,
