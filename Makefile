@@ -42,7 +42,7 @@ STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test clean FORCE
+.PHONY: all setup keys image run stop test lint unit-test api-test qemu-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -119,12 +119,18 @@ lint: setup
 unit-test: setup
 	cargo test --locked --workspace
 
+# The OpenAI client and the README's curl examples against the agent with
+# llama.cpp and the tiny model.
+api-test: $(AGENT_MAIN) $(TINY_MODEL)
+	APPLIANCE_AGENT=$(abspath $(AGENT_MAIN)) TINY_MODEL=$(abspath $(TINY_MODEL)) \
+		$(PYTHON) -m pytest -v api-tests
+
 qemu-test: image
 	/usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.
-test: lint image unit-test qemu-test
+test: lint image unit-test api-test qemu-test
 
 clean:
 	rm -rf build run-state

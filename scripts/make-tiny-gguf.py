@@ -6,7 +6,9 @@ tokens, which is enough to test the serving path (loading, chat template,
 tokenizer, sampling, streaming) without a real model. Its vocabulary has
 the 256 byte tokens, so generated text often splits a UTF-8 character
 across tokens, and ChatML control tokens, so llama.cpp recognises its
-chat template.
+chat template. The control tokens get zero output weights while the
+other tokens' logits spread widely, so the model practically never ends
+a generation by itself: max_tokens or the context decides the length.
 
 Usage: make-tiny-gguf.py OUTPUT.gguf [--seed N] [--context-length N]
 
@@ -28,7 +30,7 @@ HEADS = 4
 RMS_EPSILON = 1e-5
 
 # ChatML, as SmolLM2 and many other models use it. llama.cpp recognises it
-# by the <|im_start|> marker.
+# by the <|im_start|> marker (src/llama-chat.cpp).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -66,10 +68,17 @@ def write_model(path: Path, seed: int, context_length: int) -> None:
     tokens, scores, types = vocabulary()
     vocab_size = len(tokens)
 
-    def weights(*shape):
+    def weights(*shape, scale=0.5):
         # numpy's (rows, columns) is GGUF's (columns, rows): ggml lists the
         # fastest-varying dimension first, and the writer reverses it.
-        return rng.normal(0.0, 0.5, size=shape).astype(np.float32)
+        return rng.normal(0.0, scale, size=shape).astype(np.float32)
+
+    # After the RMS norm the hidden state has a norm of about sqrt(64) = 8,
+    # so with this scale ordinary logits have a standard deviation of about
+    # 12 and the best one is near 30, while control tokens score 0.
+    output = weights(vocab_size, EMBEDDING, scale=1.5)
+    control = [index for index, kind in enumerate(types) if kind in (TokenType.CONTROL, TokenType.UNKNOWN)]
+    output[control] = 0.0
 
     writer = GGUFWriter(str(path), ARCHITECTURE)
     writer.add_name("tiny random llama")
@@ -95,7 +104,7 @@ def write_model(path: Path, seed: int, context_length: int) -> None:
 
     writer.add_tensor("token_embd.weight", weights(vocab_size, EMBEDDING))
     writer.add_tensor("output_norm.weight", np.ones(EMBEDDING, dtype=np.float32))
-    writer.add_tensor("output.weight", weights(vocab_size, EMBEDDING))
+    writer.add_tensor("output.weight", output)
     for layer in range(LAYERS):
         prefix = f"blk.{layer}"
         writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(EMBEDDING, dtype=np.float32))

@@ -297,3 +297,15 @@ fn unknown_inference_key_rejected() {
     assert!(message.contains("unknown field `thread`"), "{message}");
     assert!(message.contains("inference.threads"), "{message}");
 }
+
+#[test]
+fn shipped_config_parses() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/agent-package/main/appliance.yaml");
+
+    let config = config::load(&path).expect("the packaged appliance.yaml is valid");
+
+    assert_eq!(config.listen, vec![address("127.0.0.1:8480")]);
+    assert_eq!(config.models, Config::default().models);
+    assert_eq!(config.inference, Config::default().inference);
+}
