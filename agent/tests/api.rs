@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use appliance_agent::api::{self, ApiState};
@@ -323,6 +324,7 @@ async fn health_ok_once_model_ready() {
         context_tokens: 4096,
         threads: 1,
         gpu_layers: 0,
+        import_device: PathBuf::from("/nonexistent"),
     };
     let service = InferenceService::start(settings, 0);
     let mut states = service.subscribe();
@@ -352,6 +354,7 @@ async fn health_names_missing_script() {
         context_tokens: 4096,
         threads: 1,
         gpu_layers: 0,
+        import_device: PathBuf::from("/nonexistent"),
     };
     let service = InferenceService::start(settings, 0);
     let mut states = service.subscribe();

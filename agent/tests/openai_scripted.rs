@@ -41,6 +41,7 @@ async fn router(script: &Path, context_tokens: u32, queue_size: u32) -> Router {
         context_tokens,
         threads: 1,
         gpu_layers: 0,
+        import_device: PathBuf::from("/nonexistent"),
     };
     let service = InferenceService::start(settings, queue_size);
     let mut states = service.subscribe();

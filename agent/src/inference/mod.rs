@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod engine;
 pub mod generate;
 pub mod gguf;
+pub mod import;
 #[cfg(feature = "llama")]
 pub mod llama;
 pub mod model_file;

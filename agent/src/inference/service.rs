@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use super::cpu;
 use super::engine::{Engine, ModelInfo};
 use super::generate::{self, Event, Job};
+use super::import::IMPORT_DEVICE;
 use super::scripted::ScriptedEngine;
 use crate::config::{Config, ModelsConfig};
 use crate::detect::Detection;
@@ -61,6 +62,8 @@ pub struct EngineSettings {
     pub threads: u32,
     /// Layers to offload to a GPU; 0 when the GPU gate is closed.
     pub gpu_layers: u32,
+    /// Disk whose models are imported while the models folder is empty.
+    pub import_device: PathBuf,
 }
 
 impl EngineSettings {
@@ -88,6 +91,7 @@ impl EngineSettings {
                 .threads
                 .unwrap_or_else(|| cpu::default_threads(fs)),
             gpu_layers,
+            import_device: PathBuf::from(IMPORT_DEVICE),
         }
     }
 }
@@ -266,6 +270,7 @@ fn load_llama(
     use super::llama::LlamaEngine;
     use super::model_file;
 
+    import_models(settings, state);
     // The message of the last failure, so a retry that fails the same way
     // is not logged again.
     let mut last_failure = String::new();
@@ -301,6 +306,26 @@ fn load_llama(
                 thread::sleep(MODEL_RETRY_INTERVAL);
             }
         }
+    }
+}
+
+/// Imports models from the import disk, once, before the first search.
+#[cfg(feature = "llama")]
+fn import_models(settings: &EngineSettings, state: &watch::Sender<ServiceState>) {
+    use super::import::{self, ImportOutcome};
+
+    state.send_replace(ServiceState::Loading(format!(
+        "Importing models from {}",
+        settings.import_device.display()
+    )));
+    match import::import_models(&settings.import_device, &settings.models) {
+        Ok(ImportOutcome::Imported(paths)) => info!(count = paths.len(), "models imported"),
+        Ok(ImportOutcome::ModelsPresent) => info!(
+            device = %settings.import_device.display(),
+            "the models folder already has a model, so the import disk is not read"
+        ),
+        Ok(ImportOutcome::NoDevice) => {}
+        Err(err) => error!(error = %err, "model import failed"),
     }
 }
 
