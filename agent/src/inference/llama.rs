@@ -46,6 +46,9 @@ pub enum LoadError {
         context_tokens: u32,
         reason: String,
     },
+
+    #[error("the warm-up evaluation of {path} failed: {reason}")]
+    WarmUp { path: String, reason: String },
 }
 
 /// llama.cpp allows one backend per process.
@@ -102,7 +105,7 @@ impl LlamaEngine {
             .with_n_ubatch(batch_tokens)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let context =
+        let mut context =
             model
                 .new_context(backend, context_params)
                 .map_err(|err| LoadError::Context {
@@ -110,6 +113,11 @@ impl LlamaEngine {
                     context_tokens,
                     reason: err.to_string(),
                 })?;
+        let mut batch = LlamaBatch::new(batch_tokens as usize, 1);
+        warm_up(model, &mut context, &mut batch).map_err(|reason| LoadError::WarmUp {
+            path: path.clone(),
+            reason,
+        })?;
 
         let template = chat_template(model, &checked.id)?;
         let created = SystemTime::now()
@@ -138,10 +146,29 @@ impl LlamaEngine {
             model,
             context,
             template,
-            batch: LlamaBatch::new(batch_tokens as usize, 1),
+            batch,
             batch_tokens,
         })
     }
+}
+
+/// Evaluates one token, then clears the KV cache. The model file is
+/// memory-mapped, so this pass reads every weight page once. The first
+/// request then does not wait for the disk, and the load time covers the
+/// whole read. llama.cpp's own server runs a warm-up pass for the same
+/// reason.
+fn warm_up(
+    model: &LlamaModel,
+    context: &mut LlamaContext<'static>,
+    batch: &mut LlamaBatch<'static>,
+) -> Result<(), String> {
+    batch.clear();
+    batch
+        .add(model.vocab().bos(), 0, &[0], true)
+        .map_err(|err| err.to_string())?;
+    context.decode(batch).map_err(|err| err.to_string())?;
+    context.clear_kv_cache();
+    Ok(())
 }
 
 /// Picks the context size: the configured one, but no more than the model

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -216,15 +216,18 @@ fn worker(
     state: watch::Sender<ServiceState>,
     jobs: std_mpsc::Receiver<Admitted>,
 ) {
+    let started = Instant::now();
     let Some(mut engine) = load_engine(&settings, &state) else {
         return;
     };
     let model = Arc::new(engine.info().clone());
+    // From the search for a model to a warmed-up engine, checks included.
     info!(
         model = %model.id,
         engine = ?model.engine,
         path = %model.path.display(),
         context_tokens = model.context_tokens,
+        load_ms = started.elapsed().as_millis(),
         "model ready"
     );
     state.send_replace(ServiceState::Ready(model));
