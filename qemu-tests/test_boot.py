@@ -86,12 +86,15 @@ def test_measurements_verified(guest):
 
 
 def wait_for_health(guest, timeout):
-    """Poll /api/health until it returns 200; return the last body."""
-    deadline = time.monotonic() + timeout
+    """Poll /api/health until it returns 200, and return that body."""
+    started = time.monotonic()
+    deadline = started + timeout
     body = None
     while time.monotonic() < deadline:
         try:
-            return guest.get_json("/api/health")
+            health = guest.get_json("/api/health")
+            print(f"\nmodel ready {time.monotonic() - started:.1f} s after the first health check")
+            return health
         except urllib.error.HTTPError as err:
             body = err.read().decode(errors="replace")
         except (urllib.error.URLError, ConnectionError, OSError):
