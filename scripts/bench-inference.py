@@ -11,6 +11,9 @@ In one run, with the same model, threads and prompt, and greedy decoding:
   warmed-up engine, and the bare loop's load, against a sequential read of
   the file, each after evicting the file from the page cache.
 
+Every contender runs with OMP_WAIT_POLICY=passive, as the appliance's
+service unit sets it, unless the caller's environment sets another value.
+
 Prints a table and the ratios; --json writes the raw figures.
 """
 
@@ -214,6 +217,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="measured runs per contender; medians are reported")
     parser.add_argument("--json", type=Path, help="also write the raw figures to this file")
     args = parser.parse_args()
+    # libgomp reads it when it loads, so it must be in each child's environment.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     for path in (args.model, args.agent, args.bare) + ((args.llama_server,) if args.llama_server else ()):
         if not path.exists():
             parser.error(f"{path} does not exist")
@@ -244,6 +249,8 @@ def main():
         "load_agent_over_read": figures["agent_load_ms"] / figures["read_ms"],
     }
 
+    figures["omp_wait_policy"] = os.environ["OMP_WAIT_POLICY"]
+    print(f"OMP_WAIT_POLICY={figures['omp_wait_policy']}, load average {os.getloadavg()[0]:.1f}")
     print(f"model {args.model.name}, {args.threads} threads, {tokens} tokens, "
           f"prompt {figures['prompt_tokens']['api']} tokens (bare loop: {figures['prompt_tokens']['bare']}), "
           f"medians of {args.runs} runs")
