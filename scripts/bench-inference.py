@@ -144,7 +144,9 @@ class Server:
             self.process.wait()
 
 
-def run_agent(args, scratch, runs, max_tokens):
+def run_agent_and_bare(args, scratch):
+    """Measure the agent and the bare loop in alternating runs, so that both
+    see the same machine load; return the agent's load time and both samples."""
     models = scratch / "models"
     models.mkdir(exist_ok=True)
     link = models / args.model.name
@@ -167,23 +169,26 @@ def run_agent(args, scratch, runs, max_tokens):
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/api/health", server.process)
         model = args.model.stem
-        stream_once(url, model, 4)
-        samples = [stream_once(url, model, max_tokens) for _ in range(runs)]
+        # Greedy decoding gives the same tokens every time, so this run
+        # tells how many the bare loop must generate, even when the model
+        # stops before max_tokens.
+        tokens = stream_once(url, model, args.max_tokens)["completion_tokens"]
+        api, bare = [], []
+        for _ in range(args.runs):
+            api.append(stream_once(url, model, tokens))
+            bare.append(run_bare(args, tokens))
     finally:
         server.stop()
-    return load_ms, samples
+    return load_ms, api, bare
 
 
-def run_bare(args, runs, max_tokens):
-    samples = []
-    for _ in range(runs):
-        evict(args.model)
-        output = subprocess.run(
-            [str(args.bare), "--model", str(args.model), "--prompt", PROMPT, "--threads", str(args.threads),
-             "--context", str(args.context), "--max-tokens", str(max_tokens)],
-            check=True, capture_output=True, text=True).stdout
-        samples.append(json.loads(output))
-    return samples
+def run_bare(args, max_tokens):
+    evict(args.model)
+    output = subprocess.run(
+        [str(args.bare), "--model", str(args.model), "--prompt", PROMPT, "--threads", str(args.threads),
+         "--context", str(args.context), "--max-tokens", str(max_tokens)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
 
 
 def run_llama_server(args, runs, max_tokens):
@@ -225,11 +230,8 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as scratch:
         read_ms = [sequential_read_ms(args.model) for _ in range(args.runs)]
-        agent_load_ms, api = run_agent(args, Path(scratch), args.runs, args.max_tokens)
-        # Greedy decoding gives the same tokens, so the bare loop generates
-        # exactly as many as the API did, even when the model stopped early.
+        agent_load_ms, api, bare = run_agent_and_bare(args, Path(scratch))
         tokens = api[0]["completion_tokens"]
-        bare = run_bare(args, args.runs, tokens)
         server = run_llama_server(args, args.runs, tokens) if args.llama_server else None
 
     figures = {
