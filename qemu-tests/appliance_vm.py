@@ -117,7 +117,7 @@ class ApplianceVM:
     """One QEMU guest with its own swtpm, variable store and disk overlay."""
 
     def __init__(self, image, ovmf_vars, state_dir, host_port=None, memory_mb=2048, cpus=2,
-                 accel=None, fresh_disk=True, credentials=(), disk=None):
+                 accel=None, fresh_disk=True, credentials=(), disk=None, models_disk=None):
         self.image = Path(image).resolve()
         self.ovmf_vars = Path(ovmf_vars).resolve()
         self.state = Path(state_dir).resolve()
@@ -130,6 +130,9 @@ class ApplianceVM:
         self.credentials = list(credentials)
         # A disk file to boot as it is, instead of an overlay on IMAGE.
         self.disk_override = Path(disk).resolve() if disk else None
+        # A tar archive of GGUF files that the agent imports into an empty
+        # models folder; attached read-only as a virtio disk.
+        self.models_disk = Path(models_disk).resolve() if models_disk else None
         self.console = self.state / "console.log"
         self.qmp_path = self.state / "qmp.sock"
         self.swtpm = None
@@ -214,6 +217,7 @@ class ApplianceVM:
             "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-crb,tpmdev=tpm0",
             "-drive", f"if=none,id=disk0,format={disk_format},file={self.disk}",
             "-device", "virtio-blk-pci,drive=disk0,bootindex=1",
+            *self._models_disk_args(),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.host_port}-:{GUEST_API_PORT}",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",
@@ -227,6 +231,13 @@ class ApplianceVM:
         self.started_at = time.monotonic()
         self.qemu = subprocess.Popen(sandbox(*args), stdout=open(self.state / "qemu.log", "wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _models_disk_args(self):
+        if self.models_disk is None:
+            return []
+        # The guest's udev names it /dev/disk/by-id/virtio-appliance-models.
+        return ["-drive", f"if=none,id=models,format=raw,readonly=on,file={self.models_disk}",
+                "-device", "virtio-blk-pci,drive=models,serial=appliance-models"]
 
     def console_text(self):
         try:
@@ -337,7 +348,8 @@ def cmd_run(args):
     if port != args.port:
         print(f"appliance: port {args.port} on 127.0.0.1 is in use; forwarding the API to port {port} instead "
               "(choose one with `make run PORT=N`)")
-    vm = ApplianceVM(args.image, args.ovmf_vars, args.state, host_port=port, fresh_disk=False)
+    vm = ApplianceVM(args.image, args.ovmf_vars, args.state, host_port=port, fresh_disk=False,
+                     models_disk=args.models_disk)
 
     def interrupt(signum, frame):
         # Only raise here: the main thread may be inside Popen.wait(), whose
@@ -365,6 +377,9 @@ def cmd_run(args):
             return 1
         print(f"appliance: API answering after {seconds:.0f} s at {vm.api}")
         print(f"appliance:   curl {vm.api}/api/vm/status")
+        if vm.models_disk is not None:
+            print(f"appliance:   curl {vm.api}/api/health   (200 once the model from "
+                  f"{vm.models_disk.name} is imported and loaded)")
         print("appliance: Ctrl-C or `make stop` shuts it down cleanly", flush=True)
         vm.qemu.wait()
     except KeyboardInterrupt:
@@ -435,6 +450,7 @@ def main():
     run.add_argument("--state", required=True, help="folder for the disk overlay, TPM state and logs")
     run.add_argument("--port", type=int, default=8480, help="host port for the API (default 8480, else any free)")
     run.add_argument("--timeout", type=int, default=600, help="seconds to wait for the API (default 600)")
+    run.add_argument("--models-disk", help="tar archive of GGUF files to attach as the model import disk")
     stop = sub.add_parser("stop", help="power off the appliance started by `run`")
     stop.add_argument("--state", required=True)
     args = parser.parse_args()

@@ -5,7 +5,9 @@ boot from the console log or through the forwarded API port.
 """
 
 import json
+import os
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -28,9 +30,16 @@ def request(guest, method, path, headers=None, body=None):
         return err.code, json.loads(err.read())
 
 
+# Seconds for importing and loading the tiny model once the API responds, under TCG.
+MODEL_TIMEOUT_S = 180
+# The Makefile passes a tar archive with the tiny model.
+MODELS_DISK = os.environ.get("MODELS_DISK")
+
+
 @pytest.fixture(scope="module")
 def guest(artefacts, tmp_path_factory):
-    vm = ApplianceVM(artefacts["qcow2"], artefacts["ovmf_vars"], tmp_path_factory.mktemp("boot"))
+    vm = ApplianceVM(artefacts["qcow2"], artefacts["ovmf_vars"], tmp_path_factory.mktemp("boot"),
+                     models_disk=MODELS_DISK)
     vm.start()
     print(f"\naccelerator: {vm.accel}")
     try:
@@ -140,6 +149,58 @@ def test_gpu_enabled_through_api(guest):
     assert body["vm_gpu_enabled"] is True
     assert body["gpu_security_notice"]["level"] == "warning"
     assert guest.get_json("/api/vm/status")["vm_gpu_enabled"] is True
+
+
+def wait_for_health(guest, timeout):
+    """Poll /api/health until it returns 200, and return that body."""
+    started = time.monotonic()
+    deadline = started + timeout
+    body = None
+    while time.monotonic() < deadline:
+        try:
+            health = guest.get_json("/api/health")
+            print(f"\nmodel ready {time.monotonic() - started:.1f} s after the first health check")
+            return health
+        except urllib.error.HTTPError as err:
+            body = err.read().decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(2)
+    pytest.fail(f"/api/health not 200 within {timeout} s; last answer {body}")
+
+
+@pytest.mark.skipif(MODELS_DISK is None, reason="MODELS_DISK (a tar of GGUF files) is not set; `make qemu-test` sets it")
+def test_chat_completion_through_forwarded_port(guest):
+    health = wait_for_health(guest, MODEL_TIMEOUT_S)
+    assert health == {"status": "ok", "model": "tiny"}
+
+    # An inference token, made through the admin API with the console's admin token.
+    admin = {"Authorization": f"Bearer {TOKEN.search(guest.console_text()).group(0)}"}
+    csrf = request(guest, "GET", "/api/auth/csrf", admin)[1]["csrf_token"]
+    status, created = request(guest, "POST", "/api/auth/tokens",
+                              {**admin, "X-CSRF-Token": csrf, "Content-Type": "application/json"},
+                              json.dumps({"name": "qemu-test", "scope": "inference"}).encode())
+    assert status == 201, created
+    api_key = created["token"]
+
+    body = json.dumps({
+        "model": "tiny", "max_tokens": 8, "seed": 1,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }).encode()
+    headers = {"Content-Type": "application/json"}
+    status, _ = request(guest, "POST", "/v1/chat/completions", headers, body)
+    assert status == 401, "the inference API needs a token"
+    status, _ = request(guest, "POST", "/v1/chat/completions", {**headers, **admin}, body)
+    assert status == 403, "an admin token is not an inference token"
+    completion_request = urllib.request.Request(
+        f"{guest.api}/v1/chat/completions", data=body,
+        headers={**headers, "Authorization": f"Bearer {api_key}"})
+    with urllib.request.urlopen(completion_request, timeout=120) as response:
+        completion = json.loads(response.read())
+
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"]["content"], completion
+    assert completion["usage"]["completion_tokens"] == 8
 
 
 def test_clean_poweroff(guest):

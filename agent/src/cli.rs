@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::Scope;
 use crate::detect::CpuidInfo;
 use crate::eventlog_command::EventlogArgs;
+use crate::inference::service::EngineChoice;
 use crate::rootfs::{FsOverrides, RootFs};
 
 /// Agent of the secure AI appliance.
@@ -120,6 +121,12 @@ pub struct ServeArgs {
     /// Directory holding the platform.json that `early` wrote.
     #[arg(long, value_name = "DIR", default_value = "/run/appliance")]
     pub state_dir: PathBuf,
+
+    /// Engine behind /v1: `llama` loads the model from models.dir;
+    /// `scripted:FILE` replays the token stream of a scripted-backend-v1
+    /// JSON file instead of running a model, for testing API clients.
+    #[arg(long, value_name = "ENGINE", default_value = "llama")]
+    pub engine: EngineChoice,
 
     /// Terminal or file that shows the initial admin token, created when
     /// the token store is empty. Default: /dev/console, or stderr when there

@@ -1,6 +1,7 @@
 //! Configuration of `serve`: the YAML file and the `appliance.listen`
 //! systemd credential.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +19,18 @@ pub const LISTEN_CREDENTIAL: &str = "appliance.listen";
 /// Port of the default listen address.
 pub const DEFAULT_PORT: u16 = 8480;
 
+/// Folder of the model files inside the vault.
+pub const DEFAULT_MODELS_DIR: &str = "/var/lib/appliance/vault/models";
+
+/// Context window, in tokens, of the loaded model.
+pub const DEFAULT_CONTEXT_TOKENS: u32 = 4096;
+
+/// Smallest context window that holds a chat template and a short answer.
+pub const MIN_CONTEXT_TOKENS: u32 = 64;
+
+/// Requests that may wait for the engine while it runs another one.
+pub const DEFAULT_QUEUE_SIZE: u32 = 8;
+
 /// Contents of `appliance.yaml`. Every key is optional.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +42,8 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     pub auth: AuthConfig,
     pub vm: VmConfig,
+    pub models: ModelsConfig,
+    pub inference: InferenceConfig,
 }
 
 impl Default for Config {
@@ -38,6 +53,58 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             auth: AuthConfig::default(),
             vm: VmConfig::default(),
+            models: ModelsConfig::default(),
+            inference: InferenceConfig::default(),
+        }
+    }
+}
+
+/// Where the model files are and which one to serve.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Folder with the GGUF model files.
+    pub dir: PathBuf,
+    /// File name, inside `dir`, of the model to load. When unset, the
+    /// first `*.gguf` file in byte order of the names.
+    pub default: Option<String>,
+    /// Expected sha256 digest (64 hex digits) per model file name. A
+    /// listed file whose digest differs is not loaded.
+    pub sha256: BTreeMap<String, String>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(DEFAULT_MODELS_DIR),
+            default: None,
+            sha256: BTreeMap::new(),
+        }
+    }
+}
+
+/// Settings of the inference engine.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// CPU threads for generation. When unset, the number of physical cores.
+    pub threads: Option<u32>,
+    /// Context window in tokens: prompt and completion together.
+    pub context_tokens: u32,
+    /// Requests that may wait while the engine runs one; more get HTTP 429.
+    pub queue_size: u32,
+    /// Model layers to offload to the GPU when the GPU may be used. When
+    /// unset, all of them.
+    pub gpu_layers: Option<u32>,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            context_tokens: DEFAULT_CONTEXT_TOKENS,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            gpu_layers: None,
         }
     }
 }
@@ -150,14 +217,87 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             ),
         });
     }
+    check_models(&config.models).map_err(|(message, fix)| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+        fix,
+    })?;
+    check_inference(&config.inference).map_err(|(message, fix)| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+        fix,
+    })?;
     Ok(config)
+}
+
+/// Checks the values of `models` that the YAML types alone do not bound.
+/// Returns the message and the fix.
+fn check_models(models: &ModelsConfig) -> Result<(), (String, String)> {
+    if !models.dir.is_absolute() {
+        return Err((
+            format!("models.dir: {:?} is not an absolute path", models.dir),
+            format!("Set models.dir to an absolute path, such as {DEFAULT_MODELS_DIR}"),
+        ));
+    }
+    if let Some(name) = &models.default {
+        if !is_plain_file_name(name) {
+            return Err((
+                format!("models.default: {name:?} is not a file name"),
+                "Set models.default to the name of a file in models.dir, without a folder"
+                    .to_owned(),
+            ));
+        }
+    }
+    for (name, digest) in &models.sha256 {
+        if !is_plain_file_name(name) {
+            return Err((
+                format!("models.sha256: {name:?} is not a file name"),
+                "Key each digest by the name of a file in models.dir, without a folder".to_owned(),
+            ));
+        }
+        if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err((
+                format!("models.sha256.{name}: {digest:?} is not a sha256 digest"),
+                "Write the 64 hexadecimal digits that sha256sum prints".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the values of `inference`. Returns the message and the fix.
+fn check_inference(inference: &InferenceConfig) -> Result<(), (String, String)> {
+    if inference.threads == Some(0) {
+        return Err((
+            "inference.threads: 0 threads".to_owned(),
+            "Set inference.threads to 1 or more, or remove it to use one per physical core"
+                .to_owned(),
+        ));
+    }
+    if inference.context_tokens < MIN_CONTEXT_TOKENS {
+        return Err((
+            format!(
+                "inference.context_tokens: {} is below the minimum of {MIN_CONTEXT_TOKENS}",
+                inference.context_tokens
+            ),
+            format!("Set inference.context_tokens to {MIN_CONTEXT_TOKENS} or more, such as {DEFAULT_CONTEXT_TOKENS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
 /// Picks the advice for a parse error. serde_norway starts the message with
 /// the path of the offending field, such as `vm.gpu_passthrough: ...`.
 fn fix_for(message: &str) -> String {
     if message.contains("unknown field") {
-        "Remove the key or fix its spelling. Allowed keys are listen, allowed_hosts, auth.token_store and vm.gpu_passthrough"
+        "Remove the key or fix its spelling. Allowed keys are listen, allowed_hosts, \
+         auth.token_store, vm.gpu_passthrough, models.dir, models.default, models.sha256, \
+         inference.threads, inference.context_tokens, inference.queue_size and \
+         inference.gpu_layers"
             .to_owned()
     } else if message.starts_with("allowed_hosts") {
         "Set allowed_hosts to a list of host names, such as [\"appliance.local\"]".to_owned()
@@ -166,6 +306,15 @@ fn fix_for(message: &str) -> String {
             "Set auth to a mapping, such as auth: {{ token_store: {} }}",
             auth::DEFAULT_TOKEN_STORE
         )
+    } else if message.starts_with("models.sha256") {
+        "Set models.sha256 to a mapping of file names to sha256 digests".to_owned()
+    } else if message.starts_with("models") {
+        "Set models to a mapping, such as models: { dir: /var/lib/appliance/vault/models }"
+            .to_owned()
+    } else if message.starts_with("inference.") {
+        "Set each inference key to a whole number of 0 or more".to_owned()
+    } else if message.starts_with("inference") {
+        "Set inference to a mapping, such as inference: { threads: 4 }".to_owned()
     } else if message.starts_with("vm.gpu_passthrough") {
         "Set vm.gpu_passthrough to true or false".to_owned()
     } else if message.starts_with("listen") {
@@ -173,7 +322,7 @@ fn fix_for(message: &str) -> String {
     } else if message.starts_with("vm") {
         "Set vm to a mapping, such as vm: { gpu_passthrough: false }".to_owned()
     } else if message.starts_with("invalid type") {
-        format!("Write a YAML mapping with the keys listen and vm, such as listen: [\"127.0.0.1:{DEFAULT_PORT}\"]")
+        format!("Write a YAML mapping with the keys listen, vm, models and inference, such as listen: [\"127.0.0.1:{DEFAULT_PORT}\"]")
     } else {
         "Fix the YAML syntax at the line and column shown".to_owned()
     }

@@ -15,6 +15,7 @@ pub mod early;
 pub mod eventlog_command;
 pub mod gpu_access;
 pub mod hardening;
+pub mod inference;
 pub mod logging;
 pub mod measurements;
 pub mod platform;

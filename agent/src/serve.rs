@@ -22,10 +22,12 @@ use crate::cli::ServeArgs;
 use crate::config;
 use crate::detect::{self, CpuidInfo, Detection};
 use crate::hardening::{self, control::SystemControl};
+use crate::inference::service::{EngineSettings, ServiceState};
 use crate::measurements;
 use crate::measurements::tpm::DEVICE_TCTI;
 use crate::rootfs::RootFs;
 use crate::vault::service::VaultService;
+use crate::vault::VaultState;
 use crate::vm_facts::{self, TpmVendor};
 use crate::{early, platform};
 
@@ -86,6 +88,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let settings =
+        EngineSettings::from_config(args.engine.clone(), &config, &detection, &RootFs::host());
     let vault = VaultService::load(args.state_dir.clone());
     let vault_open = vault.is_open_now();
     let auth = Arc::new(start_auth(&config, &addresses, args, vault_open)?);
@@ -99,7 +103,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             "{warning}"
         );
     }
-    let state = ApiState::new(
+    let mut state = ApiState::new(
         detection,
         config,
         args.config.clone(),
@@ -128,7 +132,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let interval = Duration::from_secs(args.host_channel_check_seconds);
         tokio::spawn(check_host_channels(state.facts.clone(), interval));
     }
-    let router = api::router(Arc::new(state));
+    state.engine = Some(settings);
+    if !state.models_in_vault() || vault_open {
+        state.start_inference();
+    } else {
+        info!("the vault is closed: inference starts once it is opened");
+    }
+    let state = Arc::new(state);
+    let router = api::router(state.clone());
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in listeners {
@@ -144,11 +155,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         servers.spawn(async move { server.await });
     }
 
-    notify(&[
-        NotifyState::Ready,
-        NotifyState::Status(&format!("Serving the API on {}", bound.join(", "))),
-    ]);
     info!(addresses = %bound.join(", "), "API server started");
+    tokio::spawn(report_readiness(state, bound.join(", ")));
 
     let result = wait_for_stop(&mut servers, &mut terminate, &mut interrupt).await;
 
@@ -167,6 +175,44 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     info!("API server stopped");
     result
+}
+
+/// Sends systemd the service's progress as `STATUS=`, and `READY=1` once the vault is open
+/// and the model is loaded, because the appliance cannot run a request before. The API
+/// answers meanwhile (the unit waits with TimeoutStartSec=infinity), so the owner can
+/// open a closed vault through it.
+async fn report_readiness(state: Arc<ApiState>, addresses: String) {
+    let mut ready_sent = false;
+    let mut last_status = String::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let vault = state.vault.status().await;
+        let vault_blocks = state.models_in_vault() && vault.state != VaultState::Open;
+        let (ready, progress) = if vault_blocks {
+            (false, "Waiting for the vault to be opened".to_owned())
+        } else {
+            match state.inference() {
+                Some(service) => {
+                    let current = service.state();
+                    (
+                        matches!(current, ServiceState::Ready(_)),
+                        current.describe(),
+                    )
+                }
+                None => (true, "No inference engine".to_owned()),
+            }
+        };
+        let status = format!("{progress}; API on {addresses}");
+        if ready && !ready_sent {
+            notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+            info!(status, "service ready");
+            ready_sent = true;
+        } else if status != last_status {
+            notify(&[NotifyState::Status(&status)]);
+        }
+        last_status = status;
+    }
 }
 
 /// Sets up token checks. With the vault open, the store inside it is used (and the initial

@@ -10,6 +10,7 @@ use appliance_agent::auth::{AllowedHosts, Auth, TokenStore};
 use appliance_agent::boot_state::{BootState, SecureBoot, Tpm};
 use appliance_agent::config::Config;
 use appliance_agent::detect::{Container, Detection};
+use appliance_agent::inference::service::{EngineChoice, EngineSettings, ServiceState};
 use appliance_agent::vault::service::VaultService;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -314,11 +315,70 @@ async fn vm_status_wsl_mentions_container() {
 }
 
 #[tokio::test]
-async fn health_returns_ok() {
+async fn health_unavailable_without_inference() {
     let (status, body) = call(state("vm/kvm-q35", false), Method::GET, "/api/health").await;
 
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["detail"], "inference is not running");
+}
+
+#[tokio::test]
+async fn health_ok_once_model_ready() {
+    let script = fixture("cases/d01-stream-chunk-shape/backend/hello.json");
+    let mut state = Arc::into_inner(state("vm/kvm-q35", false)).expect("sole owner");
+    let settings = EngineSettings {
+        choice: EngineChoice::Scripted(script),
+        models: state.config.models.clone(),
+        context_tokens: 4096,
+        threads: 1,
+        gpu_layers: 0,
+        import_device: PathBuf::from("/nonexistent"),
+    };
+    state.engine = Some(settings);
+    state.start_inference();
+    let mut states = state.inference().expect("started").subscribe();
+    states
+        .wait_for(|state| matches!(state, ServiceState::Ready(_)))
+        .await
+        .expect("service ready");
+
+    let (status, body) = call(Arc::new(state), Method::GET, "/api/health").await;
+
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, serde_json::json!({ "status": "ok" }));
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "ok", "model": "hello" })
+    );
+}
+
+#[tokio::test]
+async fn health_names_missing_script() {
+    let mut state = Arc::into_inner(state("vm/kvm-q35", false)).expect("sole owner");
+    let settings = EngineSettings {
+        choice: EngineChoice::Scripted(fixture(
+            "cases/d01-stream-chunk-shape/backend/missing.json",
+        )),
+        models: state.config.models.clone(),
+        context_tokens: 4096,
+        threads: 1,
+        gpu_layers: 0,
+        import_device: PathBuf::from("/nonexistent"),
+    };
+    state.engine = Some(settings);
+    state.start_inference();
+    let mut states = state.inference().expect("started").subscribe();
+    states
+        .wait_for(|state| matches!(state, ServiceState::Unavailable(_)))
+        .await
+        .expect("service unavailable");
+
+    let (status, body) = call(Arc::new(state), Method::GET, "/api/health").await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.contains("missing.json"), "{detail}");
 }
 
 #[tokio::test]

@@ -210,3 +210,102 @@ fn merge_folds_addresses_under_wildcard() {
         ]
     );
 }
+
+#[test]
+fn models_and_inference_defaults() {
+    let config = Config::default();
+
+    assert_eq!(
+        config.models.dir,
+        Path::new("/var/lib/appliance/vault/models")
+    );
+    assert_eq!(config.models.default, None);
+    assert!(config.models.sha256.is_empty());
+    assert_eq!(config.inference.threads, None);
+    assert_eq!(config.inference.context_tokens, 4096);
+    assert_eq!(config.inference.gpu_layers, None);
+}
+
+#[test]
+fn models_and_inference_parse() {
+    let digest = "ab".repeat(32);
+    let text = format!(
+        "models:\n  dir: /srv/models\n  default: tiny.gguf\n  sha256:\n    tiny.gguf: {digest}\n\
+         inference:\n  threads: 3\n  context_tokens: 2048\n  queue_size: 0\n  gpu_layers: 10\n"
+    );
+
+    let config = parse(&text).expect("parse");
+
+    assert_eq!(config.models.dir, Path::new("/srv/models"));
+    assert_eq!(config.models.default.as_deref(), Some("tiny.gguf"));
+    assert_eq!(
+        config.models.sha256.get("tiny.gguf").map(String::as_str),
+        Some(digest.as_str())
+    );
+    assert_eq!(config.inference.threads, Some(3));
+    assert_eq!(config.inference.context_tokens, 2048);
+    assert_eq!(config.inference.queue_size, 0);
+    assert_eq!(config.inference.gpu_layers, Some(10));
+}
+
+#[test]
+fn invalid_model_digest_rejected() {
+    for digest in ["abc", &"g".repeat(64), &"a".repeat(65)] {
+        let message = error_message(&format!(
+            "models:\n  sha256:\n    tiny.gguf: \"{digest}\"\n"
+        ));
+
+        assert!(message.contains("models.sha256.tiny.gguf"), "{message}");
+        assert!(message.contains("sha256sum"), "{message}");
+    }
+}
+
+#[test]
+fn model_paths_with_folders_rejected() {
+    let message = error_message("models:\n  default: ../etc/shadow\n");
+    assert!(message.contains("models.default"), "{message}");
+
+    let message = error_message(&format!(
+        "models:\n  sha256:\n    a/b.gguf: {}\n",
+        "0".repeat(64)
+    ));
+    assert!(message.contains("models.sha256"), "{message}");
+
+    let message = error_message("models:\n  dir: models\n");
+    assert!(message.contains("models.dir"), "{message}");
+    assert!(message.contains("absolute path"), "{message}");
+}
+
+#[test]
+fn bad_inference_values_rejected() {
+    let message = error_message("inference:\n  threads: 0\n");
+    assert!(message.contains("inference.threads"), "{message}");
+
+    let message = error_message("inference:\n  context_tokens: 8\n");
+    assert!(message.contains("inference.context_tokens"), "{message}");
+    assert!(message.contains("minimum of 64"), "{message}");
+
+    let message = error_message("inference:\n  threads: -2\n");
+    assert!(message.contains("inference.threads"), "{message}");
+    assert!(message.contains("whole number"), "{message}");
+}
+
+#[test]
+fn unknown_inference_key_rejected() {
+    let message = error_message("inference:\n  thread: 2\n");
+
+    assert!(message.contains("unknown field `thread`"), "{message}");
+    assert!(message.contains("inference.threads"), "{message}");
+}
+
+#[test]
+fn shipped_config_parses() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/agent-package/main/appliance.yaml");
+
+    let config = config::load(&path).expect("the packaged appliance.yaml is valid");
+
+    assert_eq!(config.listen, vec![address("127.0.0.1:8480")]);
+    assert_eq!(config.models, Config::default().models);
+    assert_eq!(config.inference, Config::default().inference);
+}

@@ -194,6 +194,25 @@ fn receive_notifications(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buffer[..length]).into_owned()
 }
 
+/// Receives datagrams until one has the line `line`, and returns them all.
+fn receive_until_line(socket: &UnixDatagram, line: &str) -> Vec<String> {
+    let mut received = Vec::new();
+    loop {
+        let datagram = receive_notifications(socket);
+        let found = datagram.lines().any(|each| each == line);
+        received.push(datagram);
+        if found {
+            return received;
+        }
+    }
+}
+
+/// Returns the `--engine` option that replays d01's four-token reply.
+fn scripted_engine() -> String {
+    let script = fixture("cases/d01-stream-chunk-shape/backend/hello.json");
+    format!("--engine=scripted:{}", script.display())
+}
+
 #[test]
 fn serve_answers_on_loopback() {
     let scratch = tempfile::tempdir().expect("create temp dir");
@@ -223,6 +242,7 @@ fn serve_answers_on_loopback() {
 
     let mut command = serve_command(&config, &state_dir);
     command
+        .arg(scripted_engine())
         .env("NOTIFY_SOCKET", &notify_path)
         .env("CREDENTIALS_DIRECTORY", &credentials);
     let mut server = Server::start(&mut command);
@@ -231,12 +251,12 @@ fn serve_answers_on_loopback() {
     let addresses = server.wait_for_addresses(2);
     assert_eq!(addresses[0].ip().to_string(), "127.0.0.1");
     assert_eq!(addresses[1].ip().to_string(), "127.0.0.2");
-    let ready = receive_notifications(&notify_socket);
-    assert!(ready.lines().any(|line| line == "READY=1"), "{ready}");
+    let notifications = receive_until_line(&notify_socket, "READY=1");
+    let ready = notifications.last().expect("READY=1 datagram");
     assert!(
         ready
             .lines()
-            .any(|line| line.starts_with("STATUS=Serving the API on")),
+            .any(|line| line.starts_with("STATUS=Serving model hello; API on 127.0.0.1:")),
         "{ready}"
     );
 
@@ -252,6 +272,7 @@ fn serve_answers_on_loopback() {
     let (status, body) = http_get(addresses[0], "/api/health");
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
+    assert_eq!(body["model"], "hello");
     let (status, body) = http_get(addresses[0], "/missing");
     assert_eq!(status, 404);
     assert_eq!(body["error"]["status"], 404);
@@ -261,11 +282,124 @@ fn serve_answers_on_loopback() {
     assert!(exit.success(), "exit {exit:?}\n{log}");
     assert!(log.contains("stop requested signal=\"SIGTERM\""), "{log}");
     assert!(log.contains("API server stopped"), "{log}");
-    let stopping = receive_notifications(&notify_socket);
-    assert!(
-        stopping.lines().any(|line| line == "STOPPING=1"),
-        "{stopping}"
+    let stopping = receive_until_line(&notify_socket, "STOPPING=1");
+    assert!(!stopping.is_empty());
+}
+
+#[test]
+fn serve_not_ready_without_model() {
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let models = scratch.path().join("models");
+    std::fs::create_dir(&models).expect("create models dir");
+    let config = scratch.path().join("appliance.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: [\"127.0.0.1:0\"]\nmodels:\n  dir: {}\n",
+            models.display()
+        ),
+    )
+    .expect("write config");
+    let notify_path = scratch.path().join("notify.sock");
+    let notify_socket = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify_socket
+        .set_read_timeout(Some(PROCESS_TIMEOUT))
+        .expect("set timeout");
+
+    let mut command = serve_command(&config, &scratch.path().join("state"));
+    command.env("NOTIFY_SOCKET", &notify_path);
+    let mut server = Server::start(&mut command);
+    let address = server.wait_for_addresses(1)[0];
+
+    // Without llama.cpp in this build, or without a model with it, the
+    // service reports why and never sends READY=1.
+    let mut statuses = Vec::new();
+    while !statuses
+        .iter()
+        .any(|status: &String| status.contains("STATUS=No model: "))
+    {
+        let datagram = receive_notifications(&notify_socket);
+        assert!(
+            !datagram.lines().any(|line| line == "READY=1"),
+            "{datagram}"
+        );
+        statuses.push(datagram);
+    }
+    let (status, body) = http_get(address, "/api/health");
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    assert!(body["detail"].is_string(), "{body}");
+    let (status, body) = http_get(address, "/api/vm/status");
+    assert_eq!(status, 200, "{body}");
+
+    let exit = server.terminate();
+    assert!(exit.success(), "exit {exit:?}\n{}", server.remaining_log());
+}
+
+#[test]
+fn disconnected_client_cancels_generation() {
+    let scratch = tempfile::tempdir().expect("create temp dir");
+    let config = write_config(
+        scratch.path(),
+        "listen: [\"127.0.0.1:0\"]\ninference:\n  queue_size: 0\n",
     );
+    let created = Command::new(env!("CARGO_BIN_EXE_appliance-agent"))
+        .args([
+            "token",
+            "create",
+            "--name",
+            "tests",
+            "--scope",
+            "inference",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run token create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let api_key = String::from_utf8(created.stdout).expect("utf-8");
+    let api_key = api_key.trim();
+    let script = fixture("cases/d04-request-limits-and-message-validation/backend/endless.json");
+
+    let mut command = serve_command(&config, &scratch.path().join("state"));
+    command.arg(format!("--engine=scripted:{}", script.display()));
+    let mut server = Server::start(&mut command);
+    let address = server.wait_for_addresses(1)[0];
+    server.wait_for_log("model ready");
+
+    // Without max_tokens the job would run for the whole 4096-token
+    // context, several seconds.
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"m","stream":{stream},"messages":[{{"role":"user","content":"Go."}}]}}"#
+        );
+        let mut client = TcpStream::connect_timeout(&address, PROCESS_TIMEOUT).expect("connect");
+        write!(
+            client,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {api_key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send request");
+        thread::sleep(Duration::from_millis(300));
+        drop(client);
+
+        let line = server.wait_for_log("generation");
+        assert!(
+            line.contains("generation cancelled: the client disconnected"),
+            "stream {stream}: {line}"
+        );
+        // The job frees its queue place just after it logs the cancellation; the next
+        // request must not race it, because the queue holds one job.
+        thread::sleep(Duration::from_millis(300));
+    }
+
+    let exit = server.terminate();
+    assert!(exit.success(), "exit {exit:?}\n{}", server.remaining_log());
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Local HTTP API.
 
 pub mod json;
+pub mod openai;
+pub mod tokens;
 pub mod vault;
 pub mod vm_gpu;
 pub mod vm_status;
@@ -22,6 +24,7 @@ use crate::boot_state::BootState;
 use crate::config::Config;
 use crate::detect::Detection;
 use crate::gpu_access::GpuAccess;
+use crate::inference::service::{EngineChoice, EngineSettings, InferenceService, ServiceState};
 use crate::measurements::MeasurementReport;
 use crate::vault::service::VaultService;
 
@@ -41,6 +44,11 @@ pub struct ApiState {
     /// report after every check.
     pub facts: Arc<RwLock<VmFacts>>,
     pub vault: Arc<VaultService>,
+    /// The engine behind `/v1`; `None` while it is not running (the vault that holds the
+    /// models is closed).
+    inference: RwLock<Option<InferenceService>>,
+    /// How to start the engine; `None` when this server runs no inference.
+    pub engine: Option<EngineSettings>,
 }
 
 impl ApiState {
@@ -66,6 +74,63 @@ impl ApiState {
             gpu,
             facts: Arc::new(RwLock::new(VmFacts::default())),
             vault,
+            inference: RwLock::new(None),
+            engine: None,
+        }
+    }
+
+    /// Returns the running inference service, if any.
+    pub fn inference(&self) -> Option<InferenceService> {
+        self.inference
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Returns whether the engine's models live in the vault, so it can run only while
+    /// the vault is open.
+    pub fn models_in_vault(&self) -> bool {
+        self.engine.as_ref().is_some_and(|settings| {
+            !matches!(settings.choice, EngineChoice::Scripted(_))
+                && settings.models.dir.starts_with(crate::vault::MOUNT_POINT)
+        })
+    }
+
+    /// Starts the inference engine unless it runs, or no engine is configured.
+    pub fn start_inference(&self) {
+        let Some(settings) = &self.engine else {
+            return;
+        };
+        let mut slot = self
+            .inference
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            tracing::info!(
+                engine = ?settings.choice,
+                models_dir = %settings.models.dir.display(),
+                threads = settings.threads,
+                context_tokens = settings.context_tokens,
+                gpu_layers = settings.gpu_layers,
+                "starting the inference engine"
+            );
+            *slot = Some(InferenceService::start(
+                settings.clone(),
+                self.config.inference.queue_size,
+            ));
+        }
+    }
+
+    /// Stops the inference engine: its thread ends, and unmaps the model, once the requests
+    /// that still hold it finish.
+    pub fn stop_inference(&self) {
+        let stopped = self
+            .inference
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if stopped.is_some() {
+            tracing::info!("inference engine stopped");
         }
     }
 
@@ -90,18 +155,46 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/boot/status", get(boot_status))
         .route("/api/boot/measurements", get(boot_measurements))
         .route("/api/auth/csrf", get(auth::http::csrf_token))
+        .route("/api/auth/tokens", get(tokens::list).post(tokens::create))
         .route("/api/vault/status", get(vault::status))
         .route("/api/vault/unlock", post(vault::unlock))
         .route("/api/vault/lock", post(vault::lock))
         .route("/api/vault/tpm", post(vault::reseal))
+        .merge(openai::router().route_layer(axum::middleware::from_fn(auth::require_inference)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     auth::protect(routes, auth)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// Returns 200 once the model is loaded (and the vault that holds it is open), else 503
+/// with the reason.
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let vault = state.vault.status().await;
+    if state.models_in_vault() && vault.state != crate::vault::VaultState::Open {
+        let body = json!({
+            "status": "locked",
+            "detail": vault.reason.unwrap_or_else(|| "the vault is not open".to_owned()),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    let Some(service) = state.inference() else {
+        let body = json!({ "status": "unavailable", "detail": "inference is not running" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    match service.state() {
+        ServiceState::Ready(model) => {
+            Json(json!({ "status": "ok", "model": model.id })).into_response()
+        }
+        ServiceState::Loading(detail) => {
+            let body = json!({ "status": "starting", "detail": detail });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        ServiceState::Unavailable(detail) => {
+            let body = json!({ "status": "unavailable", "detail": detail });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 async fn vm_status(State(state): State<Arc<ApiState>>) -> Json<vm_status::VmStatus> {
@@ -129,6 +222,9 @@ async fn boot_measurements(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        return openai::not_found(uri.path());
+    }
     error_response(
         StatusCode::NOT_FOUND,
         format!("no route for {}", uri.path()),

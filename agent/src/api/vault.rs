@@ -83,6 +83,7 @@ pub async fn unlock(
         Ok(status) => {
             info!(token = %admin.principal().id, "vault opened through the API");
             use_vault_token_store(&state);
+            state.start_inference();
             Json(status).into_response()
         }
         Err(error) => vault_error(error),
@@ -155,6 +156,10 @@ pub async fn lock(State(state): State<Arc<ApiState>>, admin: RequireScope<Admin>
         if let Err(error) = state.auth.store().copy_scope_to(Scope::Admin, &copy) {
             warn!(%error, "could not refresh the admin token hashes outside the vault");
         }
+    }
+    // The engine maps the model file, which keeps the vault busy.
+    if state.models_in_vault() {
+        state.stop_inference();
     }
     match state.vault.lock().await {
         Ok(status) => {

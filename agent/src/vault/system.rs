@@ -615,14 +615,24 @@ pub fn reseal(
 
 /// Unmounts and unmaps the vault. The kernel drops the volume key with the mapping.
 pub fn lock() -> anyhow::Result<()> {
-    if let Err(error) = umount2(MOUNT_POINT, MntFlags::empty()) {
-        if error != nix::errno::Errno::EINVAL {
-            anyhow::bail!(
+    // A stopped inference engine unmaps its model a moment later, on its own thread.
+    let mut attempt = 0;
+    loop {
+        match umount2(MOUNT_POINT, MntFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => break,
+            Err(nix::errno::Errno::EBUSY) if attempt < UNMOUNT_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(error) => anyhow::bail!(
                 "unmounting {MOUNT_POINT} failed: {error}; stop what still uses files in the \
-                 vault (loaded models) and try again"
-            );
+                 vault and try again"
+            ),
         }
     }
     luks::close(MAPPING)?;
     Ok(())
 }
+
+/// Attempts, half a second apart, to unmount a vault that is still busy.
+const UNMOUNT_ATTEMPTS: u32 = 20;

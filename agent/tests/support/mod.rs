@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod gguf_writer;
 pub mod swtpm;
 
 use std::path::{Path, PathBuf};
