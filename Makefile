@@ -37,7 +37,7 @@ AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Car
 # The bench tools tree is not part of the image.
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -path image/bench-tools -prune -o -type f ! -name '*.pyc' -print)
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test clean FORCE
+.PHONY: all setup keys image run stop test lint unit-test qemu-test test-vault-interop clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -86,6 +86,15 @@ $(BENCH_TOOLS)/usr/bin/systemd-cryptenroll: $(BENCH_TOOLS_CONF) | $(STAMP_SETUP)
 	mv $(APPLIANCE_CACHE)/bench-tools-new/bench-tools $(BENCH_TOOLS)
 	rm -rf $(APPLIANCE_CACHE)/bench-tools-new
 	touch $@
+
+# The agent's TPM token against systemd 257's on one swtpm. The test binary is
+# built on the host and runs inside the bench tools tree, where libcryptsetup
+# loads systemd's token plugin.
+test-vault-interop: $(BENCH_TOOLS)/usr/bin/systemd-cryptenroll | $(STAMP_SETUP)
+	test_binary=$$(cargo test --release --locked -p appliance-agent --test vault_systemd_interop \
+	    --no-run --message-format=json | grep '"name":"vault_systemd_interop"' \
+	    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p') && \
+	    $(BENCH_SANDBOX) "$$test_binary" --ignored
 
 # Secure Boot keys (PK, KEK, db) and the PCR signing key, all in $(KEYS).
 keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod pcr_policy;
 pub mod swtpm;
+pub mod vault_interop;
 
 use std::path::{Path, PathBuf};
 
