@@ -37,7 +37,7 @@ AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Car
 # The bench tools tree is not part of the image.
 IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -path image/bench-tools -prune -o -type f ! -name '*.pyc' -print)
 
-.PHONY: all setup keys image run stop test lint unit-test qemu-test test-vault-interop clean FORCE
+.PHONY: all setup keys image run stop test lint unit-test qemu-test test-vault-interop bench-vault clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -95,6 +95,11 @@ test-vault-interop: $(BENCH_TOOLS)/usr/bin/systemd-cryptenroll | $(STAMP_SETUP)
 	    --no-run --message-format=json | grep '"name":"vault_systemd_interop"' \
 	    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p') && \
 	    $(BENCH_SANDBOX) "$$test_binary" --ignored
+
+# Interop tests, then timed rounds of both implementations (see BENCHMARKS.md).
+bench-vault: test-vault-interop
+	cargo build --release --locked -p appliance-agent --example vault_unlock_bench
+	$(BENCH_SANDBOX) $(abspath $(CARGO_TARGET_DIR))/release/examples/vault_unlock_bench --rounds $(BENCH_ROUNDS)
 
 # Secure Boot keys (PK, KEK, db) and the PCR signing key, all in $(KEYS).
 keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt
