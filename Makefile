@@ -46,9 +46,10 @@ OVMF_VARS     := build/ovmf/vars.fd
 STAMP_SETUP   := $(APPLIANCE_CACHE)/setup.stamp
 
 AGENT_SOURCES := Cargo.toml Cargo.lock $(shell find agent/src -type f) agent/Cargo.toml
-IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -type f ! -name '*.pyc')
+# The bench tools tree is not part of the image.
+IMAGE_SOURCES := $(wildcard mkosi.conf.d/*) $(shell find image -path image/bench-tools -prune -o -type f ! -name '*.pyc' -print)
 
-.PHONY: all setup keys image image-spice-test run stop test lint unit-test api-test qemu-test clean FORCE
+.PHONY: all setup keys image image-spice-test run stop test lint unit-test api-test qemu-test test-vault-interop bench-vault clean FORCE
 .DELETE_ON_ERROR:
 
 all: image
@@ -77,6 +78,40 @@ $(TOOLS)/usr/bin/ukify: $(TOOLS_CONF) | $(STAMP_SETUP)
 	mv $(APPLIANCE_CACHE)/tools-new/tools-trixie $(TOOLS)
 	rm -rf $(TOOLS).old $(APPLIANCE_CACHE)/tools-new
 	touch $@
+
+# The bench tools tree (systemd 257's cryptsetup tooling and swtpm) for
+# `make bench-vault`. Built and swapped in like the tools tree above, but apart
+# from it, so the benchmark never rebuilds the tree that QEMU runs use.
+BENCH_TOOLS      := $(APPLIANCE_CACHE)/bench-tools
+BENCH_TOOLS_CONF := $(APPLIANCE_CACHE)/bench-tools.conf
+BENCH_SANDBOX    := image/mkosi -C image/bench-tools --tools-tree=$(BENCH_TOOLS) sandbox
+BENCH_ROUNDS     ?= 50
+
+$(BENCH_TOOLS_CONF): FORCE | $(STAMP_SETUP)
+	@cmp -s image/bench-tools/mkosi.conf $@ || cp image/bench-tools/mkosi.conf $@
+
+$(BENCH_TOOLS)/usr/bin/systemd-cryptenroll: $(BENCH_TOOLS_CONF) | $(STAMP_SETUP)
+	rm -rf $(APPLIANCE_CACHE)/bench-tools-new
+	mkdir -p $(APPLIANCE_CACHE)/bench-tools-new
+	cd image/bench-tools && ../mkosi --tools-tree= --output-directory=$(APPLIANCE_CACHE)/bench-tools-new -f build
+	rm -rf $(BENCH_TOOLS)
+	mv $(APPLIANCE_CACHE)/bench-tools-new/bench-tools $(BENCH_TOOLS)
+	rm -rf $(APPLIANCE_CACHE)/bench-tools-new
+	touch $@
+
+# The agent's TPM token against systemd 257's on one swtpm. The test binary is
+# built on the host and runs inside the bench tools tree, where libcryptsetup
+# loads systemd's token plugin.
+test-vault-interop: $(BENCH_TOOLS)/usr/bin/systemd-cryptenroll | $(STAMP_SETUP)
+	test_binary=$$(cargo test --release --locked -p appliance-agent --test vault_systemd_interop \
+	    --no-run --message-format=json | grep '"name":"vault_systemd_interop"' \
+	    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p') && \
+	    $(BENCH_SANDBOX) "$$test_binary" --ignored
+
+# Interop tests, then timed rounds of both implementations (see BENCHMARKS.md).
+bench-vault: test-vault-interop
+	cargo build --release --locked -p appliance-agent --example vault_unlock_bench
+	$(BENCH_SANDBOX) $(abspath $(CARGO_TARGET_DIR))/release/examples/vault_unlock_bench --rounds $(BENCH_ROUNDS)
 
 # Secure Boot keys (PK, KEK, db) and the PCR signing key, all in $(KEYS).
 keys: $(KEYS)/db.crt $(KEYS)/pcr-signing.crt

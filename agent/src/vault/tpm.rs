@@ -135,7 +135,7 @@ fn seal_under(
     secret: &Secret,
     pin: Option<&Secret>,
 ) -> Result<SealedBlob, UnsealError> {
-    let signing_key = load_signing_key(context, &policy.signing_key)?;
+    let signing_key = load_signing_key(context, &policy.signing_key, ExponentEncoding::TpmDefault)?;
     let key_name = context.tr_get_name(signing_key.into());
     flush(context, signing_key.into());
     let key_name = key_name.map_err(tpm_step("reading the signing key's name"))?;
@@ -236,6 +236,7 @@ fn unseal_under(
     public: Public,
     inputs: &UnsealInputs<'_>,
 ) -> Result<Secret, UnsealError> {
+    let sealed_policy = public.auth_policy().clone();
     let sealed = context
         .execute_with_nullauth_session(|ctx| ctx.load(primary, private, public))
         .map_err(tpm_step("loading the sealed object"))?;
@@ -248,7 +249,7 @@ fn unseal_under(
             return Err(error);
         }
     };
-    let result = satisfy_policy_and_unseal(context, session, sealed, inputs);
+    let result = satisfy_policy_and_unseal(context, session, sealed, &sealed_policy, inputs);
     flush(context, SessionHandleObject::from(session).0);
     flush(context, sealed.into());
     result
@@ -258,10 +259,64 @@ fn satisfy_policy_and_unseal(
     context: &mut Context,
     session: AuthSession,
     sealed: KeyHandle,
+    sealed_policy: &Digest,
     inputs: &UnsealInputs<'_>,
 ) -> Result<Secret, UnsealError> {
     let policy_session =
         PolicySession::try_from(session).map_err(tpm_step("starting the policy session"))?;
+    // PolicyAuthorize binds the sealed object to the signing key's name, a hash of the key's
+    // TPM public area. systemd 257 writes the RSA exponent 65537 there as it is, the agent
+    // as 0 (the TPM's notation for 65537), so one key has two names and two policies. Each
+    // encoding is tried until the session's digest equals the sealed object's policy.
+    let encodings = ExponentEncoding::candidates(inputs.signing_key);
+    for (attempt, encoding) in encodings.iter().enumerate() {
+        if attempt > 0 {
+            context
+                .policy_restart(policy_session)
+                .map_err(tpm_step("PolicyRestart"))?;
+        }
+        satisfy_policy(context, policy_session, sealed, inputs, *encoding)?;
+        let digest = context
+            .policy_get_digest(policy_session)
+            .map_err(tpm_step("reading the policy digest"))?;
+        if digest == *sealed_policy {
+            break;
+        }
+        // When no encoding matches, Unseal below fails with the TPM's policy error.
+    }
+
+    let data = context
+        .execute_with_session(Some(session), |ctx| ctx.unseal(sealed.into()))
+        .map_err(|error| match error_kind(&error) {
+            Some(Tss2ResponseCodeKind::PolicyFail) if inputs.bind_pcr7 => {
+                UnsealError::PolicyMismatch {
+                    pcrs: "pcr 7".to_owned(),
+                    detail: "PCR 7 (Secure Boot state and keys) differs from the value the \
+                             secret was sealed to"
+                        .to_owned(),
+                }
+            }
+            Some(Tss2ResponseCodeKind::AuthFail | Tss2ResponseCodeKind::BadAuth) => {
+                UnsealError::BadPin
+            }
+            Some(Tss2ResponseCodeKind::Lockout) => UnsealError::Lockout,
+            _ => UnsealError::Tpm {
+                step: "Unseal",
+                error,
+            },
+        })?;
+    Ok(Secret::from_vec(data.value().to_vec()))
+}
+
+/// Runs the policy commands of an unseal in `policy_session`: PolicyPCR 11, PolicyAuthorize
+/// with the signature of this PCR 11 value, then PCR 7 and the PIN where the token binds them.
+fn satisfy_policy(
+    context: &mut Context,
+    policy_session: PolicySession,
+    sealed: KeyHandle,
+    inputs: &UnsealInputs<'_>,
+    encoding: ExponentEncoding,
+) -> Result<(), UnsealError> {
     context
         .policy_pcr(
             policy_session,
@@ -283,7 +338,7 @@ fn satisfy_policy_and_unseal(
             entries: entries.len(),
         })?;
 
-    let signing_key = load_signing_key(context, inputs.signing_key)?;
+    let signing_key = load_signing_key(context, inputs.signing_key, encoding)?;
     let result = (|| {
         let key_name = context
             .tr_get_name(signing_key.into())
@@ -332,28 +387,7 @@ fn satisfy_policy_and_unseal(
             .tr_set_auth(sealed.into(), auth)
             .map_err(tpm_step("setting the PIN"))?;
     }
-
-    let data = context
-        .execute_with_session(Some(session), |ctx| ctx.unseal(sealed.into()))
-        .map_err(|error| match error_kind(&error) {
-            Some(Tss2ResponseCodeKind::PolicyFail) if inputs.bind_pcr7 => {
-                UnsealError::PolicyMismatch {
-                    pcrs: "pcr 7".to_owned(),
-                    detail: "PCR 7 (Secure Boot state and keys) differs from the value the \
-                             secret was sealed to"
-                        .to_owned(),
-                }
-            }
-            Some(Tss2ResponseCodeKind::AuthFail | Tss2ResponseCodeKind::BadAuth) => {
-                UnsealError::BadPin
-            }
-            Some(Tss2ResponseCodeKind::Lockout) => UnsealError::Lockout,
-            _ => UnsealError::Tpm {
-                step: "Unseal",
-                error,
-            },
-        })?;
-    Ok(Secret::from_vec(data.value().to_vec()))
+    Ok(())
 }
 
 fn apply_trial_policy(
@@ -401,6 +435,12 @@ fn apply_trial_policy(
 }
 
 /// Creates the TCG storage primary key (ECC P-256, AES-128-CFB).
+///
+/// NOTE: systemd 257 cannot load objects sealed under this key. For a token without
+/// "tpm2_srk" it derives the parent from its legacy template, which lacks noDA, so its
+/// parent is another key and systemd-cryptsetup cannot unseal the agent's tokens. The agent
+/// does unseal systemd's tokens when systemd created the persistent SRK (0x81000001) itself,
+/// because it uses this same template.
 fn create_primary(context: &mut Context) -> Result<KeyHandle, UnsealError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
@@ -434,7 +474,32 @@ fn create_primary(context: &mut Context) -> Result<KeyHandle, UnsealError> {
         .map_err(tpm_step("creating the storage primary key"))
 }
 
-fn load_signing_key(context: &mut Context, key: &PcrPublicKey) -> Result<KeyHandle, UnsealError> {
+/// The form of the PCR signing key's RSA exponent in the public area that the TPM loads. The
+/// key's name, and so every PolicyAuthorize digest, is computed from that area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExponentEncoding {
+    /// 65537 written as 0, as the agent seals.
+    TpmDefault,
+    /// The exponent as it is, as systemd 257 seals (`tpm2_tpm2b_public_from_openssl_pkey`).
+    Literal,
+}
+
+impl ExponentEncoding {
+    /// Returns the encodings that give `key` distinct names, the agent's own first.
+    fn candidates(key: &PcrPublicKey) -> &'static [Self] {
+        if key.exponent() == Some(65537) {
+            &[Self::TpmDefault, Self::Literal]
+        } else {
+            &[Self::Literal]
+        }
+    }
+}
+
+fn load_signing_key(
+    context: &mut Context,
+    key: &PcrPublicKey,
+    encoding: ExponentEncoding,
+) -> Result<KeyHandle, UnsealError> {
     let bits = match key.bits() {
         2048 => RsaKeyBits::Rsa2048,
         3072 => RsaKeyBits::Rsa3072,
@@ -445,9 +510,8 @@ fn load_signing_key(context: &mut Context, key: &PcrPublicKey) -> Result<KeyHand
             )))
         }
     };
-    // A TPM writes the default exponent 65537 as 0.
     let exponent = match key.exponent() {
-        Some(65537) => 0,
+        Some(65537) if encoding == ExponentEncoding::TpmDefault => 0,
         Some(other) => other,
         None => {
             return Err(UnsealError::BadBlob(
@@ -572,7 +636,7 @@ impl From<AuthSession> for SessionHandleObject {
 /// Reads the PCR signing key's name as the TPM computes it, for tests that check the policy
 /// digest against a computation by hand.
 pub fn signing_key_name(context: &mut Context, key: &PcrPublicKey) -> Result<Name, UnsealError> {
-    let handle = load_signing_key(context, key)?;
+    let handle = load_signing_key(context, key, ExponentEncoding::TpmDefault)?;
     let name = context.tr_get_name(handle.into());
     flush(context, handle.into());
     name.map_err(tpm_step("reading the signing key's name"))

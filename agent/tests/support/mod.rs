@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod gguf_writer;
+pub mod pcr_policy;
 pub mod swtpm;
+pub mod vault_interop;
 
 use std::path::{Path, PathBuf};
 
