@@ -106,26 +106,7 @@ pub fn create(ctx: &mut EnrollContext<'_>) -> anyhow::Result<Enrolled> {
 
     let recovery_key = recovery::generate()?;
     if let (Some(tpm), Some(policy)) = (ctx.tpm.as_deref_mut(), ctx.policy) {
-        let secret = Secret::random(SECRET_LEN)?;
-        let sealed = tpm::seal(tpm, policy, &secret, None)?;
-        let passphrase = Secret::from_vec(BASE64.encode(secret.as_bytes()).into_bytes());
-        let keyslot = device.add_keyslot(&volume_key, passphrase.as_bytes())?;
-        let token = Tpm2Token {
-            keyslots: vec![keyslot],
-            blob: sealed.blob,
-            pcrs: if policy.bind_pcr7 {
-                vec![7]
-            } else {
-                Vec::new()
-            },
-            pcr_bank: "sha256".to_owned(),
-            primary_alg: "ecc".to_owned(),
-            policy_hash: sealed.policy_hash,
-            pin: false,
-            pubkey: Some(policy.signing_key_pem.clone()),
-            pubkey_pcrs: vec![11],
-        };
-        device.add_token(&token.to_json())?;
+        let keyslot = add_tpm_keyslot(&mut device, &volume_key, tpm, policy, None)?.0;
         info!(keyslot, "TPM keyslot added");
     } else {
         warn!("no TPM: the vault gets only a recovery keyslot and needs the recovery key on every boot");
@@ -233,27 +214,8 @@ pub fn replace_tpm_keyslot(
         .find_map(|slot| device.volume_key(Some(*slot), recovery_key.as_bytes()).ok())
         .ok_or_else(|| anyhow::anyhow!("the recovery key does not open the vault"))?;
 
-    let secret = Secret::random(SECRET_LEN)?;
-    let sealed = tpm::seal(tpm, policy, &secret, pin)?;
-    let passphrase = Secret::from_vec(BASE64.encode(secret.as_bytes()).into_bytes());
-    let keyslot = device.add_keyslot(&volume_key, passphrase.as_bytes())?;
+    let (keyslot, new_token) = add_tpm_keyslot(&mut device, &volume_key, tpm, policy, pin)?;
     drop(volume_key);
-    let token = Tpm2Token {
-        keyslots: vec![keyslot],
-        blob: sealed.blob,
-        pcrs: if policy.bind_pcr7 {
-            vec![7]
-        } else {
-            Vec::new()
-        },
-        pcr_bank: "sha256".to_owned(),
-        primary_alg: "ecc".to_owned(),
-        policy_hash: sealed.policy_hash,
-        pin: pin.is_some(),
-        pubkey: Some(policy.signing_key_pem.clone()),
-        pubkey_pcrs: vec![11],
-    };
-    let new_token = device.add_token(&token.to_json())?;
     info!(
         keyslot,
         pin = pin.is_some(),
@@ -273,6 +235,38 @@ pub fn replace_tpm_keyslot(
         }
     }
     Ok(keyslot)
+}
+
+/// Seals a new random secret to `policy` (and `pin`), adds a keyslot it opens and the
+/// `systemd-tpm2` token that holds it. Returns the keyslot and the token number.
+fn add_tpm_keyslot(
+    device: &mut Luks2Device,
+    volume_key: &Secret,
+    tpm: &mut tss_esapi::Context,
+    policy: &SealPolicy,
+    pin: Option<&Secret>,
+) -> anyhow::Result<(u32, u32)> {
+    let secret = Secret::random(SECRET_LEN)?;
+    let sealed = tpm::seal(tpm, policy, &secret, pin)?;
+    let passphrase = Secret::from_vec(BASE64.encode(secret.as_bytes()).into_bytes());
+    let keyslot = device.add_keyslot(volume_key, passphrase.as_bytes())?;
+    let token = Tpm2Token {
+        keyslots: vec![keyslot],
+        blob: sealed.blob,
+        pcrs: if policy.bind_pcr7 {
+            vec![7]
+        } else {
+            Vec::new()
+        },
+        pcr_bank: "sha256".to_owned(),
+        primary_alg: "ecc".to_owned(),
+        policy_hash: sealed.policy_hash,
+        pin: pin.is_some(),
+        pubkey: Some(policy.signing_key_pem.clone()),
+        pubkey_pcrs: vec![11],
+    };
+    let token_id = device.add_token(&token.to_json())?;
+    Ok((keyslot, token_id))
 }
 
 fn make_filesystem(

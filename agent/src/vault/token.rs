@@ -290,20 +290,11 @@ fn string_field(value: &Value, field: &str) -> Option<String> {
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err(format!("hex value {text:?} has an odd length"));
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&text[i..i + 2], 16)
-                .map_err(|_| format!("hex value {text:?} has a non-hex digit"))
-        })
-        .collect()
+    hex::decode(text).map_err(|error| format!("hex value {text:?} is invalid: {error}"))
 }
 
 pub fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
