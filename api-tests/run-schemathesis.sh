@@ -47,8 +47,11 @@ YAML
 "$agent" early --state-dir "$work/state" --sysroot "$work/no-sysroot" > "$work/early.log" 2>&1
 
 token=$("$agent" token create --name schemathesis --scope admin --store "$work/tokens.json" 2>/dev/null)
+# The scripted engine stands in for a model, so /api/health reaches its 200 form.
 "$agent" serve --config "$work/appliance.yaml" --state-dir "$work/state" \
-    --console "$work/console" --host-channel-check-seconds 0 2> "$work/serve.log" &
+    --console "$work/console" --host-channel-check-seconds 0 \
+    --engine "scripted:$top/agent/tests/fixtures/cases/d01-stream-chunk-shape/backend/hello.json" \
+    2> "$work/serve.log" &
 serve_pid=$!
 
 for _ in $(seq 60); do

@@ -225,3 +225,48 @@ async fn vault_writes_need_a_token_and_a_csrf_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn mistyped_secrets_are_never_echoed() {
+    let appliance = state_with(Some(locked()));
+    for (path, body) in [
+        ("/api/vault/unlock", "{\"pin\": 987654}"),
+        ("/api/vault/unlock", "[\"vvvvtttt\", null]"),
+        ("/api/vault/tpm", "{\"recovery_key\": \"x\", \"pin\": 4321}"),
+        ("/api/vault/tpm", "{\"recovery_key\": 987654}"),
+    ] {
+        let (code, reply) = call(&appliance, Method::POST, path, body).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{path} {body}: {reply}");
+        let message = reply["error"]["message"].as_str().expect("message");
+        for secret in ["987654", "4321", "vvvvtttt"] {
+            assert!(
+                !message.contains(secret),
+                "{path} {body}: echoed in {message}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn vault_writes_take_only_json_bodies() {
+    let appliance = state_with(Some(locked()));
+    let (code, csrf) = send(
+        &appliance,
+        Request::get("/api/auth/csrf")
+            .header("host", "127.0.0.1:8480")
+            .header("authorization", format!("Bearer {}", appliance.admin))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let request = Request::post("/api/vault/unlock")
+        .header("host", "127.0.0.1:8480")
+        .header("authorization", format!("Bearer {}", appliance.admin))
+        .header("x-csrf-token", csrf["csrf_token"].as_str().expect("token"))
+        .header("content-type", "text/plain")
+        .body(Body::from("{\"pin\": \"1234\"}"))
+        .expect("request");
+    let (code, reply) = send(&appliance, request).await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{reply}");
+}

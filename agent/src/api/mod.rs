@@ -88,8 +88,12 @@ impl ApiState {
     }
 
     /// Returns whether the engine's models live in the vault, so it can run only while
-    /// the vault is open.
+    /// the vault is open. A machine with no vault partition at all serves the folder as
+    /// it is.
     pub fn models_in_vault(&self) -> bool {
+        if self.vault.state_now() == Some(crate::vault::VaultState::Absent) {
+            return false;
+        }
         self.engine.as_ref().is_some_and(|settings| {
             !matches!(settings.choice, EngineChoice::Scripted(_))
                 && settings.models.dir.starts_with(crate::vault::MOUNT_POINT)

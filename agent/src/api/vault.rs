@@ -3,10 +3,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -46,22 +50,18 @@ struct ResealRequest {
 pub async fn unlock(
     State(state): State<Arc<ApiState>>,
     admin: RequireScope<Admin>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // NOTE: the request body buffer itself is freed without being wiped; the parsed key is.
-    let request: UnlockRequest = match serde_json::from_slice(&body) {
+    let request: UnlockRequest = match parse_body(
+        &headers,
+        body,
+        "{\"recovery_key\": \"...\"} with the recovery key shown at first boot, or \
+         {\"pin\": \"...\"} with the TPM PIN",
+    ) {
         Ok(request) => request,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body must be a JSON object {{\"recovery_key\": \"...\"}} with the \
-                     recovery key shown at first boot, or {{\"pin\": \"...\"}} with the TPM PIN \
-                     ({})",
-                    describe_json_error(&error)
-                ),
-            )
-        }
+        Err(response) => return *response,
     };
     let result = match (&request.recovery_key, &request.pin) {
         (Some(key), None) => state.vault.unlock(Secret::from_slice(key.as_bytes())).await,
@@ -103,20 +103,16 @@ fn use_vault_token_store(state: &ApiState) {
 pub async fn reseal(
     State(state): State<Arc<ApiState>>,
     admin: RequireScope<Admin>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request: ResealRequest = match serde_json::from_slice(&body) {
+    let request: ResealRequest = match parse_body(
+        &headers,
+        body,
+        "{\"recovery_key\": \"...\", \"pin\": \"...\" (optional), \"bind_pcr7\": false}",
+    ) {
         Ok(request) => request,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body must be a JSON object {{\"recovery_key\": \"...\", \"pin\": \
-                     \"...\" (optional), \"bind_pcr7\": false}} ({})",
-                    describe_json_error(&error)
-                ),
-            )
-        }
+        Err(response) => return *response,
     };
     if request.pin.as_ref().is_some_and(|pin| pin.is_empty()) {
         return error_response(
@@ -193,17 +189,58 @@ fn vault_error(error: VaultError) -> Response {
     error_response(status, message)
 }
 
-/// Describes a JSON error without quoting the input, which may contain the key.
-fn describe_json_error(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    // serde names the missing or unknown field in backquotes; values are never echoed for
-    // these error kinds.
-    match error.classify() {
-        serde_json::error::Category::Data => text,
-        _ => format!(
+/// Parses a JSON object body that carries a secret. Errors name the field and the
+/// expected shape, but never quote a value: a mistyped PIN or key must not come back in
+/// the response.
+fn parse_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, Box<Response>> {
+    let json_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"));
+    if !json_type {
+        return Err(Box::new(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body with Content-Type: application/json".to_owned(),
+        )));
+    }
+    let body = body.map_err(|rejection| {
+        Box::new(error_response(
+            rejection.status(),
+            format!(
+                "the request body could not be read: {}",
+                rejection.body_text()
+            ),
+        ))
+    })?;
+    let bad = |detail: String| {
+        Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be a JSON object {shape} ({detail})"),
+        ))
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
+        bad(format!(
             "invalid JSON at line {} column {}",
             error.line(),
             error.column()
-        ),
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(bad("it is not an object".to_owned()));
     }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner().to_string();
+        // Unknown and missing field errors quote only field names; type errors quote the
+        // value, so they are replaced.
+        if inner.starts_with("unknown field") || inner.starts_with("missing field") {
+            bad(inner)
+        } else {
+            bad(format!("{path}: wrong type"))
+        }
+    })
 }

@@ -71,6 +71,11 @@ impl VaultService {
         self.status.lock().await.clone()
     }
 
+    /// Returns the vault's state without waiting, or `None` while it is being changed.
+    pub fn state_now(&self) -> Option<VaultState> {
+        self.status.try_lock().ok().map(|status| status.state)
+    }
+
     /// Returns whether the vault is open, for callers outside the async runtime.
     pub fn is_open_now(&self) -> bool {
         self.status
