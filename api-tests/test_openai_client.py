@@ -151,7 +151,8 @@ def test_stream_is_strict_utf8(server, model_id):
     # tokens and invalid sequences appear; every event must still be UTF-8.
     body = json.dumps({"model": model_id, "messages": MESSAGES, "max_tokens": 64, "seed": 99, "stream": True}).encode()
     request = urllib.request.Request(
-        f"{server.url}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"},
+        f"{server.url}/v1/chat/completions", data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.api_key}"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         raw = response.read()
@@ -173,6 +174,7 @@ def test_disconnect_cancels_generation(server, model_id):
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {server.api_key}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
         )
         assert connection.recv(4096).startswith(b"HTTP/1.1 200")
