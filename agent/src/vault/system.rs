@@ -164,7 +164,8 @@ impl KeyslotOpener for MappingOpener {
     }
 }
 
-/// A prompt nobody answers: the early stage never blocks the boot waiting for a person.
+/// A prompt that returns no key: the early stage does not block the boot waiting for a
+/// person.
 struct Unattended;
 
 impl RecoveryPrompt for Unattended {
@@ -182,18 +183,19 @@ impl RecoveryPrompt for GivenKey {
     }
 }
 
-/// Where the early stage finds things and mounts the vault.
+/// Inputs of the early stage's vault step: the file system view, the mount target and
+/// the boot's verdict.
 pub struct EarlyVault<'a> {
     pub fs: &'a RootFs,
-    /// The real root as the initrd sees it ("/sysroot").
+    /// The real root as the initrd mounts it ("/sysroot").
     pub sysroot: &'a Path,
     /// Whether measured-boot verification failed; the TPM is then not asked at all.
     pub measurements_failed: bool,
     pub cut_point: Option<CutPoint>,
 }
 
-/// Creates the vault on first boot and opens it with the TPM. Never fails the boot: every
-/// problem ends in a status with the reason.
+/// Creates the vault on first boot and opens it with the TPM. Returns a status in every
+/// case, with the reason when the vault is not open, so the caller can go on booting.
 pub fn early_unlock(vault: &EarlyVault<'_>) -> VaultStatus {
     let device = match find_partition(vault.fs) {
         Ok(Some(device)) => device,
