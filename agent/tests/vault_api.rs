@@ -114,7 +114,7 @@ fn locked() -> VaultStatus {
 }
 
 #[tokio::test]
-async fn status_reports_the_state_and_reason_from_early_boot() {
+async fn status_reports_early_state() {
     let appliance = state_with(Some(locked()));
     let (code, body) = call(&appliance, Method::GET, "/api/vault/status", "").await;
     assert_eq!(code, StatusCode::OK);
@@ -124,7 +124,7 @@ async fn status_reports_the_state_and_reason_from_early_boot() {
 }
 
 #[tokio::test]
-async fn missing_early_state_is_reported_as_an_error_state() {
+async fn status_without_early_state() {
     let appliance = state_with(None);
     let (code, body) = call(&appliance, Method::GET, "/api/vault/status", "").await;
     assert_eq!(code, StatusCode::OK);
@@ -136,7 +136,7 @@ async fn missing_early_state_is_reported_as_an_error_state() {
 }
 
 #[tokio::test]
-async fn malformed_unlock_bodies_get_400_naming_the_field_without_echoing_the_key() {
+async fn unlock_malformed_body_400() {
     let appliance = state_with(Some(locked()));
     for body in ["", "{", "{\"key\": \"vvvvtttt\"}", "{\"recovery_key\": 5}"] {
         let (code, reply) = call(&appliance, Method::POST, "/api/vault/unlock", body).await;
@@ -151,7 +151,7 @@ async fn malformed_unlock_bodies_get_400_naming_the_field_without_echoing_the_ke
 }
 
 #[tokio::test]
-async fn unlock_on_a_machine_without_a_vault_partition_is_404() {
+async fn unlock_without_partition_404() {
     // The test machine has no vault partition, which is checked before the key's format.
     let appliance = state_with(Some(locked()));
     for body in [
@@ -167,7 +167,7 @@ async fn unlock_on_a_machine_without_a_vault_partition_is_404() {
 }
 
 #[tokio::test]
-async fn lock_of_a_closed_vault_is_a_conflict_and_unlock_of_an_open_one_too() {
+async fn lock_unlock_wrong_state_409() {
     let appliance = state_with(Some(locked()));
     let (code, _) = call(&appliance, Method::POST, "/api/vault/lock", "").await;
     assert_eq!(code, StatusCode::CONFLICT);
@@ -187,7 +187,7 @@ async fn lock_of_a_closed_vault_is_a_conflict_and_unlock_of_an_open_one_too() {
 }
 
 #[tokio::test]
-async fn vault_writes_need_a_token_and_a_csrf_token() {
+async fn writes_need_token_and_csrf() {
     let appliance = state_with(Some(locked()));
     let body = "{\"recovery_key\": \"cbdefghi\"}";
     for (authorization, csrf, expected) in [
@@ -227,7 +227,7 @@ async fn vault_writes_need_a_token_and_a_csrf_token() {
 }
 
 #[tokio::test]
-async fn mistyped_secrets_are_never_echoed() {
+async fn mistyped_secret_not_echoed() {
     let appliance = state_with(Some(locked()));
     for (path, body) in [
         ("/api/vault/unlock", "{\"pin\": 987654}"),
@@ -248,7 +248,7 @@ async fn mistyped_secrets_are_never_echoed() {
 }
 
 #[tokio::test]
-async fn vault_writes_take_only_json_bodies() {
+async fn writes_need_json_content_type() {
     let appliance = state_with(Some(locked()));
     let (code, csrf) = send(
         &appliance,

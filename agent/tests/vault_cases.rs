@@ -90,7 +90,7 @@ impl RecoveryPrompt for Operator {
 }
 
 #[test]
-fn c02_tpm_unusable_falls_back_to_the_recovery_key() {
+fn c02_tpm_unusable_recovery_key() {
     let case = support::fixture("cases/c02-tpm-unseal-fails-after-firmware-update");
     let expected = read_json(&case.join("expected.json"));
     let metadata = Luks2Metadata::from_json(&read_json(&case.join("luks2-metadata.json")))
@@ -164,7 +164,7 @@ fn c02_tpm_unusable_falls_back_to_the_recovery_key() {
 }
 
 #[test]
-fn without_a_recovery_answer_the_vault_stays_locked_with_the_reason() {
+fn unattended_stays_locked_with_reason() {
     let case = support::fixture("cases/c02-tpm-unseal-fails-after-firmware-update");
     let metadata = Luks2Metadata::from_json(&read_json(&case.join("luks2-metadata.json")))
         .expect("metadata parses");
@@ -190,7 +190,7 @@ fn without_a_recovery_answer_the_vault_stays_locked_with_the_reason() {
 }
 
 #[test]
-fn tokens_without_keyslots_are_skipped_and_the_next_one_is_tried() {
+fn orphan_token_skipped() {
     let case = support::fixture("cases/c02-tpm-unseal-fails-after-firmware-update");
     let mut json = read_json(&case.join("luks2-metadata.json"));
     let good = json["tokens"]["1"].clone();

@@ -1,7 +1,7 @@
 //! The vault against real components on the host: a swtpm per test and LUKS2 headers in
-//! image files through libcryptsetup. The host kernel has no device-mapper, so activation,
-//! the filesystem and mounting are covered by the QEMU boot tests instead; here keyslots are
-//! checked with libcryptsetup's passphrase check and with the stock `cryptsetup` tool.
+//! image files through libcryptsetup. The host kernel has no device-mapper, so the QEMU
+//! boot tests cover activation, the filesystem and mounting. Here keyslots are checked with
+//! libcryptsetup's passphrase check and with the stock `cryptsetup` tool.
 
 mod support;
 
@@ -34,7 +34,7 @@ fn policy(key: &SigningKey, bind_pcr7: bool) -> SealPolicy {
 }
 
 #[test]
-fn sealed_secret_unseals_on_a_signed_pcr11_and_survives_a_signed_update() {
+fn unseal_signed_pcr11_and_update() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let mut tpm = context(&swtpm);
@@ -71,7 +71,7 @@ fn sealed_secret_unseals_on_a_signed_pcr11_and_survives_a_signed_update() {
 }
 
 #[test]
-fn a_signature_from_another_key_does_not_unseal() {
+fn unseal_foreign_key_rejected() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let other = signing_key();
@@ -98,7 +98,7 @@ fn a_signature_from_another_key_does_not_unseal() {
 }
 
 #[test]
-fn pcr7_binding_fails_when_secure_boot_state_changes() {
+fn unseal_pcr7_change_rejected() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let mut tpm = context(&swtpm);
@@ -126,7 +126,7 @@ fn pcr7_binding_fails_when_secure_boot_state_changes() {
 }
 
 #[test]
-fn damaged_blob_is_reported_not_sent_to_the_tpm() {
+fn unseal_damaged_blob_reported() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let mut tpm = context(&swtpm);
@@ -143,7 +143,7 @@ fn damaged_blob_is_reported_not_sent_to_the_tpm() {
     }
 }
 
-/// A sparse image file the size of a small vault partition.
+/// Creates a sparse image file the size of a small vault partition.
 fn vault_image(dir: &Path) -> PathBuf {
     let path = dir.join("vault.img");
     let file = std::fs::File::create(&path).expect("create image");
@@ -283,7 +283,7 @@ fn stock_cryptsetup_opens(image: &Path, passphrase: &[u8]) -> bool {
 }
 
 #[test]
-fn created_vault_opens_with_the_tpm_and_with_the_shown_recovery_key() {
+fn new_vault_opens_tpm_and_recovery() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -354,7 +354,7 @@ fn created_vault_opens_with_the_tpm_and_with_the_shown_recovery_key() {
 }
 
 #[test]
-fn power_cut_at_each_point_leaves_no_vault_or_a_complete_one_and_no_dead_key() {
+fn enrollment_power_cut_each_point() {
     for cut in [
         CutPoint::AfterFormat,
         CutPoint::AfterKeyslots,
@@ -415,7 +415,7 @@ fn power_cut_at_each_point_leaves_no_vault_or_a_complete_one_and_no_dead_key() {
 }
 
 #[test]
-fn foreign_data_is_never_formatted() {
+fn probe_foreign_data_not_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = vault_image(dir.path());
     std::fs::write(&image, b"some filesystem that is not ours").expect("write");
@@ -456,7 +456,7 @@ fn unseal_token(
 }
 
 #[test]
-fn reseal_after_recovery_replaces_the_tpm_keyslot_and_keeps_the_recovery_keyslot() {
+fn reseal_replaces_tpm_keyslot() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -518,7 +518,7 @@ fn reseal_after_recovery_replaces_the_tpm_keyslot_and_keeps_the_recovery_keyslot
 }
 
 #[test]
-fn pin_is_required_counted_and_locked_out() {
+fn pin_required_and_locked_out() {
     let swtpm = Swtpm::start().expect("swtpm");
     let key = signing_key();
     let dir = tempfile::tempdir().expect("tempdir");
