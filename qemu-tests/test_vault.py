@@ -69,7 +69,7 @@ def two_boots(artefacts, tmp_path_factory):
             "disk": state / "disk.qcow2"}
 
 
-def test_first_boot_creates_the_vault_and_opens_it_with_the_tpm(two_boots):
+def test_first_boot_creates_vault(two_boots):
     status, console = two_boots["status"][0], two_boots["console"][0]
     assert status["state"] == "open", status
     assert status["unlocked_by"] == "tpm", status
@@ -82,7 +82,7 @@ def test_first_boot_creates_the_vault_and_opens_it_with_the_tpm(two_boots):
     assert len(set(recovery_keys(console))) == 1, "one recovery key shown on the console"
 
 
-def test_second_boot_opens_the_same_vault_unattended(two_boots):
+def test_second_boot_opens_unattended(two_boots):
     first, second = two_boots["status"]
     assert second["state"] == "open", second
     assert second["unlocked_by"] == "tpm", second
@@ -92,7 +92,7 @@ def test_second_boot_opens_the_same_vault_unattended(two_boots):
     assert recovery_keys(two_boots["console"][1]) == [], "no recovery key on later boots"
 
 
-def test_stock_cryptsetup_opens_the_vault_with_the_recovery_key(two_boots, tmp_path):
+def test_stock_cryptsetup_recovery_key(two_boots, tmp_path):
     key = recovery_keys(two_boots["console"][0])[0]
     raw = vault_disk.to_raw(two_boots["disk"], tmp_path / "disk.raw")
     with vault_disk.vault_loop_device(raw) as device:
@@ -105,7 +105,7 @@ def test_stock_cryptsetup_opens_the_vault_with_the_recovery_key(two_boots, tmp_p
         assert keyslot["kdf"]["type"] == "pbkdf2", keyslot
 
 
-def test_tampered_uki_keeps_the_vault_closed_until_the_recovery_key(two_boots, artefacts, tmp_path):
+def test_tampered_uki_vault_closed(two_boots, artefacts, tmp_path):
     key = recovery_keys(two_boots["console"][0])[0]
     token = ADMIN_TOKEN.search(two_boots["console"][0]).group(0)
     # The machine's own disk, with only the ESP's UKI changed and re-signed for Secure Boot.

@@ -30,7 +30,7 @@ pub const PARTITION_TYPE: &str = "b69992a8-67ec-4659-a0e0-e8f5be18f8bc";
 pub const PARTITION_LABEL: &str = "appliance-vault";
 /// Name of the mapping under /dev/mapper.
 pub const MAPPING: &str = "appliance-vault";
-/// Where the vault is mounted in the running system.
+/// Mount point of the vault in the running system.
 pub const MOUNT_POINT: &str = "/var/lib/appliance/vault";
 /// File inside the vault with its identifier.
 pub const IDENTITY_FILE: &str = "appliance-vault.json";
@@ -76,7 +76,7 @@ pub enum VaultState {
     Locked,
     /// No vault partition was found.
     Absent,
-    /// The partition holds something the agent will not touch, or an operation failed.
+    /// The partition contains something the agent will not touch, or an operation failed.
     Error,
 }
 
@@ -84,7 +84,7 @@ pub enum VaultState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaultStatus {
     pub state: VaultState,
-    /// Why the vault is not open, in words an operator can act on.
+    /// Reason the vault is not open, in words an operator can act on.
     pub reason: Option<String>,
     pub device: Option<String>,
     pub mount_point: Option<String>,
@@ -181,7 +181,7 @@ pub fn find_partition(fs: &RootFs) -> anyhow::Result<Option<PathBuf>> {
     }
 }
 
-/// The string systemd-cryptsetup measures for an opened volume.
+/// Returns the string systemd-cryptsetup measures for an opened volume.
 pub fn measurement_string(uuid: &str) -> String {
     format!("cryptsetup:{MAPPING}:{uuid}")
 }

@@ -12,7 +12,7 @@ use super::secret::Secret;
 use super::{system, VaultState, VaultStatus};
 use crate::rootfs::RootFs;
 
-/// Why a vault request did not change the vault.
+/// Reason a vault request did not change the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("the vault is already open")]

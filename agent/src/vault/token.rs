@@ -74,7 +74,7 @@ pub struct Luks2Metadata {
     pub tokens: BTreeMap<u32, Token>,
 }
 
-/// Why the metadata could not be read.
+/// Reason the metadata could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("LUKS2 metadata: {0}")]
 pub struct MetadataError(String);

@@ -42,7 +42,7 @@ pub const SECRET_LEN: usize = 32;
 /// TPM_RH_NULL, the hierarchy of a ticket that vouches for nothing.
 const TPM_RH_NULL: u32 = 0x4000_0007;
 
-/// What the sealed object is bound to.
+/// Binding of a sealed object: the signing key and, optionally, PCR 7.
 #[derive(Debug, Clone)]
 pub struct SealPolicy {
     /// The key whose signatures over PolicyPCR digests of PCR 11 authorize an unseal.
@@ -62,7 +62,7 @@ pub struct SealedBlob {
     pub policy_hash: Vec<u8>,
 }
 
-/// Why the TPM did not release the secret.
+/// Reason the TPM did not release the secret.
 #[derive(Debug, thiserror::Error)]
 pub enum UnsealError {
     #[error("no TPM device: {0}")]
@@ -188,7 +188,7 @@ fn seal_under(
     })
 }
 
-/// What an unseal needs besides the TPM and the blob.
+/// Inputs of an unseal besides the TPM and the blob.
 pub struct UnsealInputs<'a> {
     pub signing_key: &'a PcrPublicKey,
     /// The signed PCR 11 policies of the running UKI (`/.extra/tpm2-pcr-signature.json`).
@@ -210,7 +210,7 @@ pub fn unseal(
         let result = unseal_under(context, primary, private.clone(), public.clone(), inputs);
         // The TPM rejects the unseal when any PCR was extended between PolicyPCR and
         // Unseal, which happens during boot (IMA extends PCR 10 for every file it
-        // measures). A new session sees the new values, so the attempt is repeated.
+        // measures). A new session reads the new values, so the attempt is repeated.
         match &result {
             Err(UnsealError::Tpm { error, .. })
                 if error_kind(error) == Some(Tss2ResponseCodeKind::PcrChanged)

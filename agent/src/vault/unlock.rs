@@ -42,7 +42,7 @@ pub enum UnlockMethod {
     RecoveryKey,
 }
 
-/// What happened to one TPM token.
+/// Outcome of one TPM token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenAttempt {
     pub token: u32,
@@ -63,7 +63,7 @@ pub struct UnlockReport {
     /// re-sealing to this boot's state is worth offering. Never done before the recovery
     /// key was proven.
     pub reseal_offered: bool,
-    /// Why the vault is still locked, when it is.
+    /// Reason the vault is still locked, when it is.
     pub locked_reason: Option<String>,
 }
 
